@@ -1,0 +1,29 @@
+"""One exception type per kind of failure; the CLI turns each into one line and an exit code."""
+
+
+class GPT2LabError(Exception):
+    """Base class: every error gpt2lab raises on purpose. The message says what to do."""
+
+    exit_code = 1
+
+
+class UsageError(GPT2LabError, ValueError):
+    """Bad argument values (sampling settings, lengths, indices)."""
+
+    exit_code = 2
+
+
+class TokenizerError(GPT2LabError, ValueError):
+    """Text or ids the tokenizer cannot handle, or tokenizer files that are missing or broken."""
+
+
+class ModelNotFoundError(GPT2LabError, FileNotFoundError):
+    """A model name or path that leads nowhere (not a folder, not in the cache, no network)."""
+
+
+class CheckpointError(GPT2LabError, ValueError):
+    """Weight files that are truncated, corrupted, of the wrong shape or of an unknown format."""
+
+
+class ContextLengthError(UsageError):
+    """A prompt (plus the tokens to generate) longer than the model's context window."""

@@ -1,0 +1,264 @@
+"""logits -> next token: the sampling steps and the generation loop (KV cache, batches, streaming).
+
+One step of sampling turns the last position's logits into a token:
+
+    logits ─/temperature─▶ ─top-k─▶ ─top-p─▶ softmax ─▶ probabilities ─draw(seed)─▶ next id
+
+Batches of prompts of different lengths are padded on the left; the padding is hidden from
+attention and position ids start at each prompt's first real token, so every row computes
+exactly what it would compute alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+import torch
+from torch import Tensor
+
+from .errors import ContextLengthError, UsageError
+
+if TYPE_CHECKING:
+    from .model import GPT2
+
+Prompt = str | Sequence[int]
+
+
+# --- the sampling steps -----------------------------------------------------------------------
+def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
+    """logits / T: T < 1 sharpens the distribution, T > 1 flattens it."""
+    return logits / temperature
+
+
+def top_k_filter(logits: Tensor, k: int) -> Tensor:
+    """Keep the k largest logits of each row; the rest become -inf (probability 0)."""
+    kth_largest = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth_largest, float("-inf"))
+
+
+def top_p_filter(logits: Tensor, p: float) -> Tensor:
+    """Nucleus sampling: keep the fewest most likely tokens whose probabilities sum to >= p."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = torch.softmax(sorted_logits, dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above
+    drop_sorted = mass_before >= p  # the top token always stays (mass_before = 0)
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    """How to pick the next token. Temperature 0 or greedy=True: always the most likely."""
+
+    greedy: bool = False
+    temperature: float = 1.0
+    top_k: int | None = None
+    top_p: float | None = None
+    seed: int | None = None
+
+    def validate(self, vocab_size: int) -> None:
+        if not isinstance(self.temperature, (int, float)) or not self.temperature >= 0:
+            raise UsageError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k is not None and (
+            isinstance(self.top_k, bool)
+            or not isinstance(self.top_k, int)
+            or not 1 <= self.top_k <= vocab_size
+        ):
+            raise UsageError(f"top_k must be an integer in [1, {vocab_size}], got {self.top_k}")
+        if self.top_p is not None and not (
+            isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1
+        ):
+            raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def is_greedy(self) -> bool:
+        return self.greedy or self.temperature == 0
+
+    def distribution(self, logits: Tensor) -> Tensor:
+        """The probabilities a draw is made from, after temperature, top-k and top-p. [B, V]"""
+        logits = apply_temperature(logits.float(), self.temperature)
+        if self.top_k is not None:
+            logits = top_k_filter(logits, self.top_k)
+        if self.top_p is not None:
+            logits = top_p_filter(logits, self.top_p)
+        return torch.softmax(logits, dim=-1)
+
+    def sample(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Next token for each row of logits [B, V] -> [B]."""
+        if self.is_greedy:
+            return logits.argmax(dim=-1)
+        probs = self.distribution(logits)
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+# --- prompts ----------------------------------------------------------------------------------
+def _is_single(prompt: object) -> bool:
+    if isinstance(prompt, str):
+        return True
+    if isinstance(prompt, Tensor):
+        return prompt.dim() == 1
+    return isinstance(prompt, Sequence) and len(prompt) > 0 and isinstance(prompt[0], int)
+
+
+def _to_ids(model: GPT2, prompt: Prompt | Tensor) -> list[int]:
+    if isinstance(prompt, str):
+        if model.tokenizer is None:
+            raise UsageError("this model has no tokenizer; pass token ids instead of text")
+        ids = model.tokenizer.encode(prompt, allowed_special="all")
+    else:
+        ids = prompt.tolist() if isinstance(prompt, Tensor) else list(prompt)
+    if not ids:
+        raise UsageError(
+            "the prompt is empty; to sample unconditionally, start from '<|endoftext|>' "
+            "(id 50256), the token GPT-2 saw between documents"
+        )
+    bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < model.config.vocab_size]
+    if bad:
+        raise UsageError(f"token ids must be in [0, {model.config.vocab_size}); got {bad[:5]}")
+    return ids
+
+
+def _fit_context(
+    ids: list[int], max_new_tokens: int, n_ctx: int, truncate: Literal["left"] | None
+) -> list[int]:
+    room = n_ctx - max_new_tokens
+    if room < 1:
+        raise ContextLengthError(
+            f"max_new_tokens={max_new_tokens} leaves no room for a prompt in the context of "
+            f"{n_ctx} tokens"
+        )
+    if len(ids) <= room:
+        return ids
+    if truncate == "left":
+        return ids[-room:]
+    raise ContextLengthError(
+        f"the prompt has {len(ids)} tokens; with max_new_tokens={max_new_tokens} that exceeds "
+        f"the context of {n_ctx}. Shorten it, ask for fewer tokens, or pass truncate='left' "
+        f"(--truncate left) to keep its last {room} tokens"
+    )
+
+
+# --- the loop ---------------------------------------------------------------------------------
+@torch.no_grad()
+def _decode_steps(
+    model: GPT2,
+    prompts: list[list[int]],
+    max_new_tokens: int,
+    settings: SamplingSettings,
+    stop_id: int | None,
+) -> Iterator[Tensor]:
+    """Yield the next token of every row [B], one step at a time, using a KV cache.
+
+    Rows that already stopped keep yielding ``stop_id``; the loop ends when all have stopped.
+    """
+    device = model.device
+    B, L = len(prompts), max(map(len, prompts))
+    ids = torch.zeros((B, L), dtype=torch.long, device=device)
+    is_real = torch.ones((B, L + max_new_tokens), dtype=torch.bool, device=device)
+    for row, prompt in enumerate(prompts):
+        ids[row, L - len(prompt) :] = torch.tensor(prompt, device=device)
+        is_real[row, : L - len(prompt)] = False
+    padded = not bool(is_real.all())
+    positions = (is_real[:, :L].cumsum(dim=-1) - 1).clamp(min=0)
+    generator = None
+    if settings.seed is not None:
+        generator = torch.Generator(device=device).manual_seed(settings.seed)
+    cache = model.new_cache(B, L + max_new_tokens)
+    logits = model(
+        ids, cache=cache, attention_mask=is_real[:, :L] if padded else None, positions=positions
+    )[:, -1]
+    next_pos = positions[:, -1:] + 1
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    for step in range(max_new_tokens):
+        token = settings.sample(logits, generator)
+        if stop_id is not None:
+            token = token.masked_fill(stopped, stop_id)
+            stopped |= token == stop_id
+        yield token
+        if bool(stopped.all()) or step == max_new_tokens - 1:
+            return
+        mask = is_real[:, : cache.length + 1] if padded else None
+        logits = model(token[:, None], cache=cache, attention_mask=mask, positions=next_pos)[:, -1]
+        next_pos = next_pos + 1
+
+
+def generate(
+    model: GPT2,
+    prompt: Prompt | Sequence[Prompt] | Tensor,
+    max_new_tokens: int = 50,
+    *,
+    greedy: bool = False,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = None,
+    stop_at_eos: bool = True,
+    truncate: Literal["left"] | None = None,
+    stream: bool = False,
+) -> list[int] | list[list[int]] | Iterator[int]:
+    """Continue a prompt; return the new token ids.
+
+    ``prompt``: text, a list of ids, or a list of several prompts (a batch -> a list of lists).
+    Generation stops after ``max_new_tokens`` or, with ``stop_at_eos``, when the model emits
+    ``<|endoftext|>`` (which is not returned). ``seed`` makes sampling reproducible.
+    ``stream=True`` (one prompt) returns an iterator that yields each id as it is chosen.
+    """
+    settings = SamplingSettings(greedy, temperature, top_k, top_p, seed)
+    settings.validate(model.config.vocab_size)
+    if (
+        isinstance(max_new_tokens, bool)
+        or not isinstance(max_new_tokens, int)
+        or max_new_tokens < 0
+    ):
+        raise UsageError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens}")
+    if truncate not in (None, "left"):
+        raise UsageError(f"truncate must be None or 'left', got {truncate!r}")
+    single = _is_single(prompt)
+    if not single and (isinstance(prompt, Tensor) or not prompt):
+        raise UsageError("pass a prompt (text or ids) or a non-empty list of prompts")
+    batch = [prompt] if single else list(prompt)
+    n_ctx = model.config.n_positions
+    prompts = [_fit_context(_to_ids(model, p), max_new_tokens, n_ctx, truncate) for p in batch]
+    if stream and not single:
+        raise UsageError("stream=True takes a single prompt")
+    stop_id = None
+    if stop_at_eos and model.tokenizer is not None:
+        stop_id = model.tokenizer.special_tokens.get("<|endoftext|>")
+
+    def rows() -> Iterator[Tensor]:
+        if max_new_tokens == 0:
+            return
+        was_training = model.training
+        model.eval()
+        try:
+            yield from _decode_steps(model, prompts, max_new_tokens, settings, stop_id)
+        finally:
+            model.train(was_training)
+
+    if stream:
+        return (int(t[0]) for t in rows() if int(t[0]) != stop_id)
+    outputs: list[list[int]] = [[] for _ in prompts]
+    done = [False] * len(prompts)
+    for token in rows():
+        for row, t in enumerate(token.tolist()):
+            if done[row] or t == stop_id:
+                done[row] = True
+            else:
+                outputs[row].append(t)
+    return outputs[0] if single else outputs
+
+
+def generate_text(
+    model: GPT2, prompt: Prompt | Sequence[Prompt], max_new_tokens: int = 50, **kwargs: object
+) -> str | list[str] | Iterator[str]:
+    """Like ``generate``, but returns the new text (``stream=True``: yields it piece by piece)."""
+    if model.tokenizer is None:
+        raise UsageError("this model has no tokenizer, so it cannot produce text; use generate")
+    out = generate(model, prompt, max_new_tokens, **kwargs)
+    if kwargs.get("stream"):
+        return model.tokenizer.decode_stream(out)
+    if out and isinstance(out[0], list):
+        return [model.tokenizer.decode(ids) for ids in out]
+    return model.tokenizer.decode(out)

@@ -1,0 +1,330 @@
+"""ids -> embeddings -> n_layer blocks -> ln_f -> logits: GPT-2 as the paper and OpenAI wrote it.
+
+Shapes: B = batch, T = new positions, S = all positions attended to (past + new), C = n_embd,
+H = n_head, D = C / H (head size), V = vocab_size.
+
+Every step of a block is a small function below, in the order data flows through it:
+
+    x ─ln_1─▶ q,k,v ─▶ scores ─mask─▶ softmax ─▶ z = pattern·v ─▶ attn_out ─(+x)─▶ resid_mid
+    resid_mid ─ln_2─▶ mlp_pre ─gelu─▶ mlp_post ─▶ mlp_out ─(+resid_mid)─▶ resid_post
+
+Weights are stored as OpenAI stored them ([in, out], y = x @ W + b) under Hugging Face's
+GPT-2 state-dict names, so checkpoints load without renaming or transposing.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import GPT2Config
+from .errors import ContextLengthError, UsageError
+
+if TYPE_CHECKING:
+    from .tokenizer import Tokenizer
+
+
+# --- the steps --------------------------------------------------------------------------------
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
+    """LN(x) = (x - mean(x)) / sqrt(var(x) + eps) * g + b over the last dim. [..., C] -> same"""
+    mean = x.mean(dim=-1, keepdim=True)
+    var = x.var(dim=-1, keepdim=True, unbiased=False)
+    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """y = x @ W + b with W stored [in, out]. [..., in] -> [..., out]"""
+    return x @ weight + bias
+
+
+def split_heads(x: Tensor, n_head: int) -> Tensor:
+    """[B, T, C] -> [B, H, T, D]: each head gets its own D-wide slice of the channels."""
+    B, T, C = x.shape
+    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """[B, H, T, D] -> [B, T, C]: the heads' outputs side by side again."""
+    B, H, T, D = x.shape
+    return x.transpose(1, 2).reshape(B, T, H * D)
+
+
+def attention_scores(q: Tensor, k: Tensor) -> Tensor:
+    """scores = q @ kᵀ / sqrt(D): how well each query matches each key. -> [B, H, T, S]"""
+    return (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))
+
+
+def apply_mask(scores: Tensor, allowed: Tensor | None) -> Tensor:
+    """Set the scores of keys a query may not see (the future, padding) to -inf. -> [B, H, T, S]"""
+    if allowed is None:
+        return scores
+    return scores.masked_fill(~allowed, float("-inf"))
+
+
+def softmax(scores: Tensor) -> Tensor:
+    """pattern = softmax(scores) over keys: rows sum to 1, -inf scores get 0. -> [B, H, T, S]"""
+    return torch.softmax(scores, dim=-1)
+
+
+def weighted_values(pattern: Tensor, v: Tensor) -> Tensor:
+    """z = pattern @ v: each query's mix of the values it attends to. -> [B, H, T, D]"""
+    return pattern @ v
+
+
+def gelu(x: Tensor) -> Tensor:
+    """GELU, tanh approximation as GPT-2 used: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
+
+
+def causal_mask(
+    n_new: int, n_past: int, key_padding: Tensor | None, device: torch.device
+) -> Tensor | None:
+    """Which keys each query may attend to. -> bool [B or 1, 1, T, S], or None if all may.
+
+    Query t (absolute position n_past + t) sees keys 0..n_past + t. Keys marked False in
+    ``key_padding`` [B, S] are hidden too, except from themselves, so that a padding query never
+    has an all-masked row (softmax of all -inf is NaN); its output is never used.
+    """
+    S = n_past + n_new
+    query_pos = torch.arange(n_past, S, device=device)[:, None]
+    key_pos = torch.arange(S, device=device)[None, :]
+    allowed = key_pos <= query_pos  # [T, S]
+    if key_padding is None:
+        return None if n_new == 1 else allowed[None, None]
+    allowed = allowed & key_padding[:, None, :]  # [B, T, S]
+    allowed = allowed | (key_pos == query_pos)
+    return allowed[:, None]
+
+
+# --- the layers -------------------------------------------------------------------------------
+class LayerNorm(nn.Module):
+    def __init__(self, n_embd: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(n_embd))
+        self.bias = nn.Parameter(torch.zeros(n_embd))
+        self.eps = eps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return layer_norm(x, self.weight, self.bias, self.eps)
+
+
+class Linear(nn.Module):
+    """A linear layer stored [in, out] (OpenAI's "Conv1D" layout): y = x @ W + b."""
+
+    def __init__(self, n_in: int, n_out: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_in, n_out))
+        self.bias = nn.Parameter(torch.zeros(n_out))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return linear(x, self.weight, self.bias)
+
+
+class KVCache:
+    """Keys and values of the positions seen so far, per layer, preallocated to ``max_len``.
+
+    Generation feeds one new token at a time; without a cache every step would recompute the
+    keys and values of the whole prefix. ``k[layer]`` is [B, H, max_len, D]; ``length`` counts
+    the positions filled.
+    """
+
+    def __init__(
+        self, config: GPT2Config, batch: int, max_len: int, device: torch.device, dtype: torch.dtype
+    ) -> None:
+        shape = (config.n_layer, batch, config.n_head, max_len, config.head_dim)
+        self.k = torch.empty(shape, device=device, dtype=dtype)
+        self.v = torch.empty(shape, device=device, dtype=dtype)
+        self.length = 0
+        self.max_len = max_len
+
+    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store the new positions' k, v [B, H, T, D]; return all so far [B, H, length + T, D]."""
+        end = self.length + k.size(2)
+        self.k[layer, :, :, self.length : end] = k
+        self.v[layer, :, :, self.length : end] = v
+        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+
+    def advance(self, n: int) -> None:
+        self.length += n
+
+
+class Attention(nn.Module):
+    """Causal multi-head self-attention."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.n_head = config.n_head
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd)  # W_Q, W_K, W_V side by side
+        self.c_proj = Linear(config.n_embd, config.n_embd)  # W_O
+        self.dropout = config.dropout
+
+    def forward(
+        self, x: Tensor, allowed: Tensor | None, cache: KVCache | None, layer: int
+    ) -> Tensor:
+        q, k, v = self.c_attn(x).split(x.size(-1), dim=-1)  # [B, T, C] each
+        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # [B, H, T, D]
+        if cache is not None:
+            k, v = cache.update(layer, k, v)  # [B, H, S, D]
+        scores = attention_scores(q, k)
+        pattern = softmax(apply_mask(scores, allowed))
+        pattern = F.dropout(pattern, self.dropout, self.training)
+        z = weighted_values(pattern, v)
+        return F.dropout(self.c_proj(merge_heads(z)), self.dropout, self.training)
+
+
+class MLP(nn.Module):
+    """Position-wise feed-forward: C -> 4C -> GELU -> C."""
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.c_fc = Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = Linear(4 * config.n_embd, config.n_embd)
+        self.dropout = config.dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.dropout(self.c_proj(gelu(self.c_fc(x))), self.dropout, self.training)
+
+
+class Block(nn.Module):
+    """One pre-LayerNorm transformer block: x + attn(ln_1(x)), then + mlp(ln_2(·))."""
+
+    def __init__(self, config: GPT2Config, layer: int) -> None:
+        super().__init__()
+        self.layer = layer
+        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.attn = Attention(config)
+        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
+        self.mlp = MLP(config)
+
+    def forward(self, resid_pre: Tensor, allowed: Tensor | None, cache: KVCache | None) -> Tensor:
+        resid_mid = resid_pre + self.attn(self.ln_1(resid_pre), allowed, cache, self.layer)
+        return resid_mid + self.mlp(self.ln_2(resid_mid))
+
+
+class GPT2(nn.Module):
+    """GPT-2 language model. ``model(ids)`` maps LongTensor [B, T] to float logits [B, T, V]."""
+
+    def __init__(self, config: GPT2Config, tokenizer: Tokenizer | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.tokenizer = tokenizer
+        self.transformer = nn.ModuleDict(
+            {
+                "wte": nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
+                "wpe": nn.Embedding(config.n_positions, config.n_embd),  # position embeddings
+                "h": nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
+                "ln_f": LayerNorm(config.n_embd, config.layer_norm_epsilon),
+            }
+        )
+        if not any(p.is_meta for p in self.parameters()):
+            self.init_weights()
+
+    @torch.no_grad()
+    def init_weights(self, seed: int | None = None) -> None:
+        """GPT-2's initialisation: N(0, 0.02), residual projections scaled by 1/sqrt(2·n_layer)."""
+        gen = torch.Generator().manual_seed(seed) if seed is not None else None
+        std_resid = 0.02 / math.sqrt(2 * self.config.n_layer)
+        for name, p in self.named_parameters():
+            if name.endswith("c_proj.weight"):
+                p.copy_(torch.randn(p.shape, generator=gen) * std_resid)
+            elif name.endswith(("wte.weight", "wpe.weight")) or p.dim() == 2:
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.02)
+            elif ".ln_" in name and name.endswith("weight"):
+                p.fill_(1.0)
+            else:
+                p.zero_()
+
+    # --- forward ------------------------------------------------------------------------------
+    def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
+        """x₀ = W_E[ids] + W_P[positions]: token embedding plus learned position embedding."""
+        x = self.transformer.wte(ids) + self.transformer.wpe(positions)
+        return F.dropout(x, self.config.dropout, self.training)
+
+    def unembed(self, x: Tensor) -> Tensor:
+        """logits = ln_f(x) @ W_Eᵀ: the output layer is the (tied) token embedding. -> [B, T, V]"""
+        return self.transformer.ln_f(x) @ self.transformer.wte.weight.T
+
+    def forward(
+        self,
+        ids: Tensor,
+        *,
+        cache: KVCache | None = None,
+        attention_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+    ) -> Tensor:
+        """Logits for every position of ``ids`` [B, T] -> [B, T, V].
+
+        ``cache``: keys/values of earlier positions (generation); it is extended by T.
+        ``attention_mask`` [B, S]: False for padding keys (S = cached + T positions).
+        ``positions`` [B, T]: position ids; default cached..cached+T-1 (padding shifts them).
+        """
+        if ids.dtype not in (torch.int64, torch.int32) or ids.dim() != 2:
+            raise UsageError(
+                f"ids must be an integer tensor [batch, seq]; got {ids.dtype} {list(ids.shape)}"
+            )
+        B, T = ids.shape
+        n_past = cache.length if cache is not None else 0
+        if n_past + T > self.config.n_positions:
+            raise ContextLengthError(
+                f"{n_past + T} positions exceed the model's context of {self.config.n_positions}"
+            )
+        if positions is None:
+            positions = torch.arange(n_past, n_past + T, device=ids.device).expand(B, T)
+        allowed = causal_mask(T, n_past, attention_mask, ids.device)
+        x = self.embed(ids, positions)
+        for block in self.transformer.h:
+            x = block(x, allowed, cache)
+        if cache is not None:
+            cache.advance(T)
+        return self.unembed(x)
+
+    # --- conveniences -------------------------------------------------------------------------
+    def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
+        p = self.transformer.wte.weight
+        return KVCache(self.config, batch, max_len or self.config.n_positions, p.device, p.dtype)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters by component (the output layer is the tied token embedding), plus total."""
+        groups = {
+            "token embedding wte (= output layer)": ("wte.",),
+            "position embedding wpe": ("wpe.",),
+            "attention (c_attn, c_proj)": (".attn.",),
+            "MLP (c_fc, c_proj)": (".mlp.",),
+            "layer norms (ln_1, ln_2, ln_f)": (".ln_1.", ".ln_2.", "ln_f."),
+        }
+        counts = dict.fromkeys(groups, 0)
+        for name, p in self.named_parameters():
+            group = next(g for g, keys in groups.items() if any(k in name for k in keys))
+            counts[group] += p.numel()
+        counts["total"] = self.num_parameters()
+        return counts
+
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.wte.weight.device
+
+    def generate(self, prompt, max_new_tokens: int = 50, **kwargs):
+        """New token ids after ``prompt`` (str, ids, or a list of either). See gpt2lab.generate."""
+        from .generate import generate
+
+        return generate(self, prompt, max_new_tokens, **kwargs)
+
+    def generate_text(self, prompt, max_new_tokens: int = 50, **kwargs):
+        """Like ``generate`` but returns (or, with stream=True, yields) the new text."""
+        from .generate import generate_text
+
+        return generate_text(self, prompt, max_new_tokens, **kwargs)
+
+    def save(self, path: str | Path) -> Path:
+        """Write a Hugging Face compatible folder (config.json, model.safetensors, tokenizer)."""
+        from .weights import save_pretrained
+
+        return save_pretrained(self, path)

@@ -1,0 +1,139 @@
+"""Model files -> a ready GPT2: Hugging Face folders and Hub ids, OpenAI's TensorFlow checkpoints.
+
+``load`` finds out what a name or path is, reads its config and tensors with the reader for that
+format, checks every tensor's name and shape, and builds the model without a random init.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..config import GPT2Config
+from ..errors import CheckpointError, ModelNotFoundError
+from ..model import GPT2
+from ..tokenizer import Tokenizer, get_tokenizer
+from .hf import download, is_hf_folder, load_hf_folder, save_hf_folder
+from .openai_tf import is_tf_checkpoint, load_tf_checkpoint
+
+# Buffers some GPT-2 files carry that are not weights (the causal mask) and the tied output layer.
+_IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
+_TIED = "lm_head.weight"
+
+
+def normalize_state_dict(
+    state: dict[str, torch.Tensor], config: GPT2Config
+) -> dict[str, torch.Tensor]:
+    """Bring a GPT-2 state dict to gpt2lab's names (= HF GPT2LMHeadModel's) and check it.
+
+    Accepts keys with or without the ``transformer.`` prefix; drops mask buffers; checks the
+    output layer is tied to the token embedding (GPT-2 always ties them).
+    """
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name.endswith(_IGNORED_SUFFIXES) or name == _TIED:
+            continue
+        key = name if name.startswith("transformer.") else f"transformer.{name}"
+        out[key] = tensor
+    with torch.device("meta"):  # shapes only: no memory, no random init
+        expected = {name: p.shape for name, p in GPT2(config).named_parameters()}
+    missing = sorted(set(expected) - set(out))
+    unexpected = sorted(set(out) - set(expected))
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} tensors (e.g. {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} (e.g. {', '.join(unexpected[:3])})")
+        raise CheckpointError(
+            f"the weights do not fit a GPT-2 with this config: {'; '.join(parts)}"
+        )
+    for name, shape in expected.items():
+        if out[name].shape != shape:
+            raise CheckpointError(
+                f"tensor {name} has shape {list(out[name].shape)}, the config needs {list(shape)}"
+            )
+        if not out[name].is_floating_point():
+            raise CheckpointError(f"tensor {name} has dtype {out[name].dtype}, expected floats")
+    if _TIED in state and not torch.equal(state[_TIED], out["transformer.wte.weight"]):
+        raise CheckpointError(
+            "lm_head.weight differs from the token embedding; GPT-2 ties them, so this is not "
+            "a GPT-2 checkpoint"
+        )
+    for name, tensor in out.items():
+        if not torch.isfinite(tensor).all():
+            raise CheckpointError(f"tensor {name} contains NaN or infinite values")
+    return out
+
+
+def build_model(
+    config: GPT2Config,
+    state: dict[str, torch.Tensor],
+    tokenizer: Tokenizer | None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> GPT2:
+    """A GPT2 holding exactly these tensors (no random init, no extra copy)."""
+    state = normalize_state_dict(state, config)
+    with torch.device("meta"):
+        model = GPT2(config, tokenizer)
+    dtype = dtype or torch.float32
+    state = {k: v.to(device=device or "cpu", dtype=dtype) for k, v in state.items()}
+    model.load_state_dict(state, assign=True)
+    return model.eval()
+
+
+def _tokenizer_for(folder: Path, config: GPT2Config) -> Tokenizer | None:
+    if (folder / "vocab.json").is_file() or (folder / "encoder.json").is_file():
+        return Tokenizer.from_folder(folder)
+    return get_tokenizer() if config.vocab_size == 50257 else None
+
+
+def resolve(name_or_path: str | Path) -> Path:
+    """The local folder for a model: an existing path, or a Hub id fetched into the HF cache."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise ModelNotFoundError(f"{path} is a file; pass the model's folder")
+        return path
+    text = str(name_or_path)
+    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
+    if looks_like_path or not text:
+        raise ModelNotFoundError(f"no model folder at {path}")
+    return download(text)
+
+
+def load(
+    name_or_path: str | Path,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+) -> GPT2:
+    """Load a GPT-2 with its tokenizer (``model.tokenizer``), in eval mode.
+
+    ``name_or_path``: a Hugging Face model folder (config.json + model.safetensors or
+    pytorch_model.bin), an OpenAI TensorFlow checkpoint folder (model.ckpt.* + hparams.json),
+    or a Hugging Face Hub id such as ``gpt2`` or ``openai-community/gpt2-medium``.
+    """
+    folder = resolve(name_or_path)
+    if is_hf_folder(folder):
+        config, state = load_hf_folder(folder)
+    elif is_tf_checkpoint(folder):
+        config, state = load_tf_checkpoint(folder)
+    else:
+        raise ModelNotFoundError(
+            f"{folder} is not a model folder: expected config.json + model.safetensors "
+            "(Hugging Face) or model.ckpt.index + hparams.json (OpenAI)"
+        )
+    return build_model(config, state, _tokenizer_for(folder, config), device=device, dtype=dtype)
+
+
+def save_pretrained(model: GPT2, path: str | Path) -> Path:
+    """Write ``model`` as a Hugging Face folder; ``transformers`` and ``gpt2lab.load`` read it."""
+    folder = Path(path)
+    save_hf_folder(model.config, model.state_dict(), folder)
+    if model.tokenizer is not None:
+        model.tokenizer.save(folder)
+    return folder
