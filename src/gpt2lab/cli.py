@@ -6,10 +6,16 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .errors import GPT2LabError
+from .errors import GPT2LabError, UsageError
 
-DEFAULT_MODEL = "gpt2"
+if TYPE_CHECKING:
+    from .model import GPT2
+
+DEFAULT_MODEL = "gpt2"  # the real 124M model; offline and not cached: the bundled "tiny"
+FALLBACK_MODEL = "tiny"
 
 
 def _positive_int(text: str) -> int:
@@ -22,16 +28,30 @@ def _positive_int(text: str) -> int:
 def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--model",
-        default=DEFAULT_MODEL,
-        help="model folder (Hugging Face or OpenAI TF checkpoint) or Hub id (default: %(default)s)",
+        default=None,
+        help="tiny (bundled), a model folder (Hugging Face, OpenAI checkpoint, training run) or "
+        f"a Hub id (default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} when that cannot be had)",
     )
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
-def _load(args: argparse.Namespace):
+def _load(args: argparse.Namespace) -> GPT2:
+    from .errors import ModelNotFoundError
     from .weights import load
 
-    return load(args.model, device=args.device)
+    if args.model is not None:
+        return load(args.model, device=args.device)
+    try:
+        return load(DEFAULT_MODEL, device=args.device)
+    except ModelNotFoundError as e:
+        print(
+            f"gpt2lab: {DEFAULT_MODEL} is not available ({e}).\n"
+            f"gpt2lab: using the bundled model '{FALLBACK_MODEL}', a small GPT-2 trained on "
+            f"children's stories (see `gpt2lab info --model {FALLBACK_MODEL}`)",
+            file=sys.stderr,
+        )
+        args.model = FALLBACK_MODEL
+        return load(FALLBACK_MODEL, device=args.device)
 
 
 # --- commands ---------------------------------------------------------------------------------
@@ -107,6 +127,79 @@ def cmd_convert(args: argparse.Namespace) -> None:
     print(f"wrote {folder} (config.json, model.safetensors, vocab.json, merges.txt)")
 
 
+def cmd_prepare(args: argparse.Namespace) -> None:
+    from .tokenizer import Tokenizer
+    from .train.data import prepare
+
+    tokenizer = Tokenizer.from_folder(args.tokenizer) if args.tokenizer != "gpt2" else None
+    meta = prepare(
+        args.files,
+        args.out,
+        tokenizer=tokenizer,
+        tokenizer_name=args.tokenizer,
+        separator=args.separator.encode().decode("unicode_escape"),
+        val_fraction=args.val_fraction,
+        train_only=args.train_only,
+    )
+    print(
+        f"wrote {args.out}: {meta['train_tokens']:,} training and {meta['val_tokens']:,} "
+        f"held-out tokens ({meta['train_documents']:,} + {meta['val_documents']:,} documents)"
+    )
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from .train.trainer import TrainConfig, latest_checkpoint, train
+
+    given = {k: v for k, v in vars(args).items() if k in _TRAIN_FIELDS and v is not None}
+    values: dict = {}
+    if args.resume:
+        import torch
+
+        ckpt = latest_checkpoint(Path(given.get("out_dir", TrainConfig.out_dir)))
+        if ckpt is not None:
+            state = torch.load(ckpt / "training_state.pt", weights_only=True, map_location="cpu")
+            values = state["train_config"]
+    elif args.config:
+        values = vars(TrainConfig.from_toml(args.config))
+    cfg = TrainConfig.from_dict({**values, **given})
+    final = train(cfg, resume=args.resume)
+    print(f"checkpoint: {final}  (load it with gpt2lab.load or --model {final})")
+
+
+def cmd_train_tokenizer(args: argparse.Namespace) -> None:
+    from .tokenizer import FILE_PAIRS
+    from .train.bpe_train import train_tokenizer
+
+    texts = []
+    for path in args.files:
+        try:
+            texts.append(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError) as e:
+            raise UsageError(f"cannot read {path}: {e}") from None
+    tokenizer = train_tokenizer(texts, args.vocab_size, progress=True)
+    tokenizer.save(args.out, FILE_PAIRS[0])
+    print(f"wrote {args.out}/encoder.json and vocab.bpe ({tokenizer.vocab_size:,} tokens)")
+
+
+_TRAIN_FIELDS: set[str] = set()
+
+
+def _add_train_flags(p: argparse.ArgumentParser) -> None:
+    import dataclasses
+
+    from .train.trainer import TrainConfig
+
+    for field in dataclasses.fields(TrainConfig):
+        _TRAIN_FIELDS.add(field.name)
+        kind = type(field.default)
+        p.add_argument(
+            f"--{field.name.replace('_', '-')}",
+            type=kind,
+            default=None,
+            help=f"(default: {field.default!r})",
+        )
+
+
 # --- parser -----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -147,6 +240,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="model folder or Hub id, e.g. an OpenAI checkpoint folder")
     p.add_argument("dest", help="folder to write")
     p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("prepare", help="tokenize text files into train/val token files")
+    p.add_argument("files", nargs="+", help="UTF-8 text files")
+    p.add_argument("--out", required=True, help="folder to write train.bin, val.bin, meta.json")
+    p.add_argument("--tokenizer", default="gpt2", help="gpt2 (default) or a tokenizer folder")
+    p.add_argument(
+        "--separator",
+        default="<|endoftext|>",
+        help=r"text between documents (default: <|endoftext|>; '\n\n' for blank lines)",
+    )
+    p.add_argument("--val-fraction", type=float, default=0.05, help="share of documents held out")
+    p.add_argument("--train-only", nargs="*", default=(), help="extra files used for training only")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train-tokenizer", help="learn a byte-level BPE vocabulary (GPT-2 style)")
+    p.add_argument("files", nargs="+", help="UTF-8 text files")
+    p.add_argument("--vocab-size", type=int, required=True, help="ids in all, >= 257")
+    p.add_argument("--out", required=True, help="folder to write encoder.json + vocab.bpe")
+    p.set_defaults(func=cmd_train_tokenizer)
+
+    p = sub.add_parser("train", help="train or fine-tune a GPT-2 (also under torchrun)")
+    p.add_argument("--config", help="TOML file of settings; flags override it")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
+    _add_train_flags(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

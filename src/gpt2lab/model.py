@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from .config import GPT2Config
 from .errors import ContextLengthError, UsageError
+from .loss import next_token_loss
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -252,12 +253,16 @@ class GPT2(nn.Module):
     def forward(
         self,
         ids: Tensor,
+        targets: Tensor | None = None,
         *,
         cache: KVCache | None = None,
         attention_mask: Tensor | None = None,
         positions: Tensor | None = None,
     ) -> Tensor:
         """Logits for every position of ``ids`` [B, T] -> [B, T, V].
+
+        With ``targets`` [B, T] (the next token at each position), return instead the mean
+        cross-entropy loss, computed without materialising the logits (see gpt2lab.loss).
 
         ``cache``: keys/values of earlier positions (generation); it is extended by T.
         ``attention_mask`` [B, S]: False for padding keys (S = cached + T positions).
@@ -281,6 +286,8 @@ class GPT2(nn.Module):
             x = block(x, allowed, cache)
         if cache is not None:
             cache.advance(T)
+        if targets is not None:
+            return next_token_loss(self.transformer.ln_f(x), self.transformer.wte.weight, targets)
         return self.unembed(x)
 
     # --- conveniences -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import json
+import operator
 from collections.abc import Collection, Iterable, Iterator
 from functools import cache, lru_cache
 from itertools import pairwise
@@ -78,14 +79,14 @@ def pretokenize(text: str) -> list[str]:
     return _PRETOKENIZE.findall(text)
 
 
-def _to_utf8(text: str) -> bytes:
-    # Lone surrogates cannot be UTF-8 encoded; like tiktoken, encode them as U+FFFD.
+def _without_lone_surrogates(text: str) -> str:
+    """Python strings may hold lone UTF-16 surrogates, which have no UTF-8 form. Like tiktoken,
+    re-read the text as UTF-16: paired surrogates become their character, lone ones U+FFFD."""
     try:
-        return text.encode("utf-8")
+        text.encode("utf-8")
+        return text
     except UnicodeEncodeError:
-        return (
-            text.encode("utf-8", errors="surrogatepass").decode("utf-8", errors="replace").encode()
-        )
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 class Tokenizer:
@@ -173,16 +174,19 @@ class Tokenizer:
             f"or vocab.json + merges.txt"
         )
 
-    def save(self, folder: str | Path) -> None:
-        """Write ``vocab.json`` + ``merges.txt`` (Hugging Face names, OpenAI's content)."""
+    def save(self, folder: str | Path, file_names: tuple[str, str] = FILE_PAIRS[1]) -> None:
+        """Write the vocabulary and merges; Hugging Face's file names unless told otherwise
+        (``FILE_PAIRS[0]`` = OpenAI's ``encoder.json`` + ``vocab.bpe``). Same content either way.
+        """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "vocab.json").write_text(
+        vocab_name, merges_name = file_names
+        (folder / vocab_name).write_text(
             json.dumps(self.encoder, ensure_ascii=False), encoding="utf-8"
         )
         merges = sorted(self.merge_ranks, key=self.merge_ranks.__getitem__)
         text = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
-        (folder / "merges.txt").write_text(text, encoding="utf-8")
+        (folder / merges_name).write_text(text, encoding="utf-8")
 
     # --- the algorithm ------------------------------------------------------------------------
     def bpe(self, word: str) -> list[str]:
@@ -210,11 +214,11 @@ class Tokenizer:
 
     def word_to_unicode(self, word: str) -> str:
         """A pre-tokenized word as byte stand-ins: " Shaw" -> "ĠShaw"."""
-        return "".join(self._byte_encoder[b] for b in _to_utf8(word))
+        return "".join(self._byte_encoder[b] for b in word.encode("utf-8"))
 
     def _encode_ordinary_python(self, text: str) -> list[int]:
         ids: list[int] = []
-        for word in pretokenize(text):
+        for word in pretokenize(_without_lone_surrogates(text)):
             ids.extend(self.encoder[piece] for piece in self._bpe_cache(self.word_to_unicode(word)))
         return ids
 
@@ -250,13 +254,17 @@ class Tokenizer:
             if disallowed_special == "all"
             else set(disallowed_special)
         )
-        for special in disallowed:
+        for special in sorted(disallowed):
             if special in text:
+                how = (
+                    f"pass allowed_special={{{special!r}}} to encode it as id "
+                    f"{self.special_tokens[special]}, or "
+                    if special in self.special_tokens
+                    else ""
+                )
                 raise TokenizerError(
-                    f"text contains the special token {special!r}; pass "
-                    f"allowed_special={{{special!r}}} to encode it as id "
-                    f"{self.special_tokens[special]}, or disallowed_special=() to encode it as "
-                    f"plain text"
+                    f"text contains the disallowed special token {special!r}; {how}pass "
+                    f"disallowed_special=() to encode it as plain text"
                 )
         if not allowed:
             return self.encode_ordinary(text)
@@ -271,9 +279,12 @@ class Tokenizer:
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The raw bytes of a sequence of ids (may end in the middle of a UTF-8 character)."""
-        ids = list(ids)
         table = self._token_bytes
-        bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < len(table)]
+        try:  # numpy and torch integers are fine too
+            ids = [operator.index(i) for i in ids]
+        except TypeError:
+            raise TokenizerError("token ids must be integers") from None
+        bad = [i for i in ids if not 0 <= i < len(table)]
         if bad:
             raise TokenizerError(
                 f"token ids must be integers in [0, {self.vocab_size}); got {bad[:5]}"

@@ -17,6 +17,9 @@ from ..tokenizer import Tokenizer, get_tokenizer
 from .hf import download, is_hf_folder, load_hf_folder, save_hf_folder
 from .openai_tf import is_tf_checkpoint, load_tf_checkpoint
 
+BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"  # gpt2lab.load("tiny")
+RUN_POINTER = "latest"  # a training run folder names its newest checkpoint in this file
+
 # Buffers some GPT-2 files carry that are not weights (the causal mask) and the tied output layer.
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 _TIED = "lm_head.weight"
@@ -91,13 +94,25 @@ def _tokenizer_for(folder: Path, config: GPT2Config) -> Tokenizer | None:
     return get_tokenizer() if config.vocab_size == 50257 else None
 
 
+def run_checkpoint(run_dir: Path) -> Path | None:
+    """The checkpoint folder a training run's ``latest`` file points at, if there is one."""
+    try:
+        name = (run_dir / RUN_POINTER).read_text().strip()
+    except OSError:
+        return None
+    return run_dir / "checkpoints" / name if name else None
+
+
 def resolve(name_or_path: str | Path) -> Path:
-    """The local folder for a model: an existing path, or a Hub id fetched into the HF cache."""
+    """The local folder for a model: a bundled model (``tiny``), an existing path (a training
+    run folder stands for its latest checkpoint), or a Hub id fetched into the HF cache."""
+    if (BUNDLED_MODELS / str(name_or_path) / "config.json").is_file():
+        return BUNDLED_MODELS / str(name_or_path)
     path = Path(name_or_path).expanduser()
     if path.exists():
         if not path.is_dir():
             raise ModelNotFoundError(f"{path} is a file; pass the model's folder")
-        return path
+        return run_checkpoint(path) or path
     text = str(name_or_path)
     looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
     if looks_like_path or not text:

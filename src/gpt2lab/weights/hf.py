@@ -8,9 +8,11 @@ anything but tensors and plain containers.
 from __future__ import annotations
 
 import json
+import socket
 import zipfile
 from contextlib import suppress
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 from safetensors import SafetensorError
@@ -89,6 +91,20 @@ def save_hf_folder(config: GPT2Config, state: dict[str, torch.Tensor], folder: P
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host answers a TCP connection: seconds, not a long retry loop."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
 def download(repo_id: str, revision: str | None = None) -> Path:
     """Fetch a GPT-2 model from the Hugging Face Hub into its standard cache; return the folder.
 
@@ -103,8 +119,14 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         RepositoryNotFoundError,
     )
 
+    offline = not hub_reachable()
+
     def fetch(filename: str, cached: bool = False) -> Path:
-        return Path(hf_hub_download(repo_id, filename, revision=revision, local_files_only=cached))
+        return Path(
+            hf_hub_download(
+                repo_id, filename, revision=revision, local_files_only=cached or offline
+            )
+        )
 
     def fetch_first(names: tuple[str, ...], cached: bool) -> Path | None:
         """The first of ``names`` that exists (only in the cache if ``cached``), with shards."""

@@ -1,0 +1,1 @@
+"""Pictures of what the model does: plots that return matplotlib figures."""
