@@ -74,6 +74,20 @@ def unicode_to_bytes() -> dict[str, int]:
     return {c: b for b, c in bytes_to_unicode().items()}
 
 
+def merge_pair(parts: list[str], pair: tuple[str, str]) -> list[str]:
+    """Join each adjacent occurrence of ``pair``, left to right: (a, a, a), (a, a) -> (aa, a)."""
+    merged: list[str] = []
+    i = 0
+    while i < len(parts):
+        if i + 1 < len(parts) and (parts[i], parts[i + 1]) == pair:
+            merged.append(parts[i] + parts[i + 1])
+            i += 2
+        else:
+            merged.append(parts[i])
+            i += 1
+    return merged
+
+
 def pretokenize(text: str) -> list[str]:
     """Split text into the words BPE works on: "Mike is quick." -> ["Mike", " is", " quick", "."]"""
     return _PRETOKENIZE.findall(text)
@@ -200,16 +214,7 @@ class Tokenizer:
             best = min(pairwise(parts), key=lambda p: self.merge_ranks.get(p, _NEVER))
             if best not in self.merge_ranks:
                 break
-            merged: list[str] = []
-            i = 0
-            while i < len(parts):
-                if i + 1 < len(parts) and (parts[i], parts[i + 1]) == best:
-                    merged.append(parts[i] + parts[i + 1])
-                    i += 2
-                else:
-                    merged.append(parts[i])
-                    i += 1
-            parts = merged
+            parts = merge_pair(parts, best)
         return tuple(parts)
 
     def word_to_unicode(self, word: str) -> str:

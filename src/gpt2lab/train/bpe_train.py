@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from tqdm import tqdm
 
 from ..errors import UsageError
-from ..tokenizer import ENDOFTEXT, Tokenizer, bytes_to_unicode, pretokenize
+from ..tokenizer import ENDOFTEXT, Tokenizer, bytes_to_unicode, merge_pair, pretokenize
 
 Pair = tuple[str, str]
 
@@ -60,15 +60,7 @@ def learn_merges(word_counts: Counter[str], n_merges: int, *, progress: bool = F
             for pair in itertools.pairwise(symbols):  # take the word's old pairs out...
                 pair_counts[pair] -= n
                 changed.add(pair)
-            merged, j = [], 0
-            while j < len(symbols):
-                if j + 1 < len(symbols) and (symbols[j], symbols[j + 1]) == best:
-                    merged.append(symbols[j] + symbols[j + 1])
-                    j += 2
-                else:
-                    merged.append(symbols[j])
-                    j += 1
-            words[i] = merged
+            words[i] = merged = merge_pair(symbols, best)
             for pair in itertools.pairwise(merged):  # ...and its new pairs in
                 pair_counts[pair] += n
                 where[pair].add(i)
