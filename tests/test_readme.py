@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_hf_model, offline_hub_env, populate_hub_cache
+from conftest import make_hf_model, offline_hub_env, populate_hub_cache, shared_path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -24,7 +24,8 @@ GPT2LAB = Path(sys.executable).with_name("gpt2lab")
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A working folder with ``gpt2`` in an offline Hub cache and an OpenAI checkpoint folder."""
+    """A working folder with ``gpt2`` in an offline Hub cache, an OpenAI checkpoint folder and
+    a text file to train on."""
     root = tmp_path_factory.mktemp("readme")
     source = root / "source"
     make_hf_model(source)  # transformers' default config is GPT-2 124M
@@ -34,6 +35,8 @@ def workdir(tmp_path_factory):
     from test_weights_tf import write_openai_checkpoint
 
     write_openai_checkpoint(root / "cwd" / "models" / "124M", small)
+    stories = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text()
+    (root / "cwd" / "stories.txt").write_text(stories[:150_000])  # "Train your own"
     return root / "cwd", offline_hub_env(cache)
 
 

@@ -43,7 +43,7 @@ def loss_curve(path: str | Path) -> Figure:
         ax.plot(steps, losses, "o-", color="tab:orange", label="held-out")
     ax.set_xlabel("step")
     ax.set_ylabel("loss (nats/token)")
-    ax.set_title(f"training run {Path(path).parent.name}")
+    ax.set_title("training and held-out loss")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
