@@ -148,7 +148,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train.trainer import TrainConfig, latest_checkpoint, train
+    from .train.trainer import STATE_FILE, TrainConfig, latest_checkpoint, train
 
     given = {k: v for k, v in vars(args).items() if k in _TRAIN_FIELDS and v is not None}
     values: dict = {}
@@ -157,7 +157,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
         ckpt = latest_checkpoint(Path(given.get("out_dir", TrainConfig.out_dir)))
         if ckpt is not None:
-            state = torch.load(ckpt / "training_state.pt", weights_only=True, map_location="cpu")
+            state = torch.load(ckpt / STATE_FILE, weights_only=True, map_location="cpu")
             values = state["train_config"]
     elif args.config:
         values = vars(TrainConfig.from_toml(args.config))
