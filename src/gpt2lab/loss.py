@@ -26,18 +26,26 @@ class _ChunkedUnembedCrossEntropy(torch.autograd.Function):
         needs_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
         grad_h = torch.empty_like(h) if needs_grad else None
         grad_W = torch.zeros_like(W) if needs_grad else None
+        # Under autocast (bf16 on GPUs, or CPUs with AMX) all three matmuls run in its dtype;
+        # the softmax and the sums stay in float32.
+        autocast = torch.is_autocast_enabled(h.device.type)
+        mm_dtype = torch.get_autocast_dtype(h.device.type) if autocast else W.dtype
+        W_mm = W.to(mm_dtype)
         total = torch.zeros((), dtype=torch.float32, device=h.device)
         for start in range(0, n, CHUNK):
-            hc, tc = h[start : start + CHUNK], targets[start : start + CHUNK]
-            z = (hc @ W.T).float()  # [chunk, V] logits
-            lse = torch.logsumexp(z, dim=-1)
-            total += (lse - z.gather(1, tc[:, None]).squeeze(1)).sum()
+            hc, tc = h[start : start + CHUNK].to(mm_dtype), targets[start : start + CHUNK]
+            z = (hc @ W_mm.T).float()  # [chunk, V] logits
+            target_logit = z.gather(1, tc[:, None])
+            z_max = z.amax(dim=-1, keepdim=True)
+            exp_z = z.sub_(z_max).exp_()  # in place: one exp pass serves the loss and the grad
+            sum_exp = exp_z.sum(dim=-1, keepdim=True)
+            total += (z_max + sum_exp.log() - target_logit).sum()  # logsumexp(z) - z[target]
             if needs_grad:
-                dz = z.sub_(lse[:, None]).exp_()  # softmax, in place of the logits
+                dz = exp_z.div_(sum_exp)  # softmax
                 dz[torch.arange(len(tc), device=tc.device), tc] -= 1.0  # minus the one-hot
-                dz = dz.to(h.dtype)
-                grad_h[start : start + CHUNK] = dz @ W
-                grad_W.addmm_(dz.T, hc)
+                dz = dz.to(mm_dtype)
+                grad_h[start : start + CHUNK] = dz @ W_mm
+                grad_W += dz.T @ hc
         ctx.save_for_backward(grad_h, grad_W)
         ctx.n = n
         return total / n
