@@ -7,12 +7,15 @@ One step of sampling turns the last position's logits into a token:
 Batches of prompts of different lengths are padded on the left; the padding is hidden from
 attention and position ids start at each prompt's first real token, so every row computes
 exactly what it would compute alone.
+
+``explain_sampling`` shows that one step stage by stage, with the same code and the same seeded
+draw as the generation loop.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
@@ -21,7 +24,10 @@ from torch import Tensor
 from .errors import ContextLengthError, UsageError
 
 if TYPE_CHECKING:
+    from .hooks import Hooks
     from .model import GPT2
+    from .tokenizer import Tokenizer
+    from .trace import Edits
 
 Prompt = str | Sequence[int]
 
@@ -76,14 +82,22 @@ class SamplingSettings:
     def is_greedy(self) -> bool:
         return self.greedy or self.temperature == 0
 
+    def stages(self, logits: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(logits / T, then top-k, then top-p) [B, V] each; an unset filter passes logits on."""
+        scaled = apply_temperature(logits.float(), self.temperature)
+        after_k = scaled if self.top_k is None else top_k_filter(scaled, self.top_k)
+        after_p = after_k if self.top_p is None else top_p_filter(after_k, self.top_p)
+        return scaled, after_k, after_p
+
     def distribution(self, logits: Tensor) -> Tensor:
         """The probabilities a draw is made from, after temperature, top-k and top-p. [B, V]"""
-        logits = apply_temperature(logits.float(), self.temperature)
-        if self.top_k is not None:
-            logits = top_k_filter(logits, self.top_k)
-        if self.top_p is not None:
-            logits = top_p_filter(logits, self.top_p)
-        return torch.softmax(logits, dim=-1)
+        return torch.softmax(self.stages(logits)[-1], dim=-1)
+
+    def generator(self, device: torch.device | str) -> torch.Generator | None:
+        """A fresh random generator seeded with ``seed`` (None: torch's global one is used)."""
+        if self.seed is None:
+            return None
+        return torch.Generator(device=device).manual_seed(self.seed)
 
     def sample(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
         """Next token for each row of logits [B, V] -> [B]."""
@@ -91,6 +105,104 @@ class SamplingSettings:
             return logits.argmax(dim=-1)
         probs = self.distribution(logits)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class TokenStage:
+    """One candidate token through the stages of a sampling step.
+
+    ``prob_before``: softmax(logit / T) before any filter; ``prob``: the probability it is
+    drawn with, renormalised over the tokens both filters kept.
+    """
+
+    token_id: int
+    token: str | None
+    logit: float
+    scaled_logit: float
+    prob_before: float
+    kept_top_k: bool
+    kept_top_p: bool
+    prob: float
+
+
+@dataclass(frozen=True)
+class SamplingExplanation:
+    """One sampling step, stage by stage: ``rows`` for the most likely tokens, ``kept_top_k``
+    and ``effective_k`` the tokens left after top-k and after top-p, ``mass_kept`` their share
+    of the probability before filtering, ``chosen`` the token drawn."""
+
+    settings: SamplingSettings
+    rows: tuple[TokenStage, ...]
+    kept_top_k: int
+    effective_k: int
+    mass_kept: float
+    chosen: int
+    chosen_prob: float
+
+    def to_dict(self) -> dict:
+        return asdict(self) | {"rows": [asdict(row) for row in self.rows]}
+
+
+@torch.no_grad()
+def explain_sampling(
+    logits: Tensor,
+    settings: SamplingSettings,
+    *,
+    top: int = 10,
+    tokenizer: Tokenizer | None = None,
+) -> SamplingExplanation:
+    """Show one sampling step for the next-token logits [V]: logits / T -> top-k -> top-p ->
+    renormalised probabilities -> the draw, for the ``top`` most likely tokens.
+
+    The draw is the generation loop's own (``settings.sample`` with ``settings.generator``), so
+    with a seed ``chosen`` is the first token ``generate`` returns for these logits and settings.
+    Greedy (``greedy=True`` or temperature 0) draws nothing: ``chosen`` is the argmax, the only
+    token kept (probability 1), and the rows show the raw logits and softmax(logits) at T = 1.
+    """
+    if logits.dim() != 1:
+        raise UsageError(
+            f"explain_sampling takes one position's logits [V], got {list(logits.shape)}"
+        )
+    vocab_size = logits.shape[0]
+    settings.validate(vocab_size)
+    if isinstance(top, bool) or not isinstance(top, int) or top < 1:
+        raise UsageError(f"top must be a positive integer, got {top}")
+    batch = logits[None]  # [1, V], the shape the generation loop samples from
+    chosen = int(settings.sample(batch, settings.generator(logits.device))[0])
+    if settings.is_greedy:
+        scaled = batch.float()
+        only_chosen = torch.full_like(scaled, float("-inf"))
+        only_chosen[0, chosen] = scaled[0, chosen]
+        after_k = after_p = only_chosen
+    else:
+        scaled, after_k, after_p = settings.stages(batch)
+    prob_before = torch.softmax(scaled, dim=-1)[0]
+    prob = torch.softmax(after_p, dim=-1)[0]
+    kept_k = after_k[0] > float("-inf")
+    kept_p = after_p[0] > float("-inf")
+    order = torch.topk(logits.float(), min(top, vocab_size)).indices.tolist()
+    rows = tuple(
+        TokenStage(
+            token_id=i,
+            token=None if tokenizer is None else tokenizer.decode([i]),
+            logit=float(logits[i]),
+            scaled_logit=float(scaled[0, i]),
+            prob_before=float(prob_before[i]),
+            kept_top_k=bool(kept_k[i]),
+            kept_top_p=bool(kept_p[i]),
+            prob=float(prob[i]),
+        )
+        for i in order
+    )
+    return SamplingExplanation(
+        settings=settings,
+        rows=rows,
+        kept_top_k=int(kept_k.sum()),
+        effective_k=int(kept_p.sum()),
+        mass_kept=float(prob_before[kept_p].sum()),
+        chosen=chosen,
+        chosen_prob=float(prob[chosen]),
+    )
 
 
 # --- prompts ----------------------------------------------------------------------------------
@@ -102,7 +214,7 @@ def _is_single(prompt: object) -> bool:
     return isinstance(prompt, Sequence) and len(prompt) > 0 and isinstance(prompt[0], int)
 
 
-def _to_ids(model: GPT2, prompt: Prompt | Tensor) -> list[int]:
+def prompt_ids(model: GPT2, prompt: Prompt | Tensor) -> list[int]:
     if isinstance(prompt, str):
         if model.tokenizer is None:
             raise UsageError("this model has no tokenizer; pass token ids instead of text")
@@ -148,6 +260,7 @@ def _decode_steps(
     max_new_tokens: int,
     settings: SamplingSettings,
     stop_id: int | None,
+    hooks: Hooks | None = None,
 ) -> Iterator[Tensor]:
     """Yield the next token of every row [B], one step at a time, using a KV cache.
 
@@ -162,13 +275,10 @@ def _decode_steps(
         is_real[row, : L - len(prompt)] = False
     padded = not bool(is_real.all())
     positions = (is_real[:, :L].cumsum(dim=-1) - 1).clamp(min=0)
-    generator = None
-    if settings.seed is not None:
-        generator = torch.Generator(device=device).manual_seed(settings.seed)
+    generator = settings.generator(device)
     cache = model.new_cache(B, L + max_new_tokens)
-    logits = model(
-        ids, cache=cache, attention_mask=is_real[:, :L] if padded else None, positions=positions
-    )[:, -1]
+    mask = is_real[:, :L] if padded else None
+    logits = model(ids, cache=cache, attention_mask=mask, positions=positions, hooks=hooks)[:, -1]
     next_pos = positions[:, -1:] + 1
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):
@@ -180,7 +290,9 @@ def _decode_steps(
         if bool(stopped.all()) or step == max_new_tokens - 1:
             return
         mask = is_real[:, : cache.length + 1] if padded else None
-        logits = model(token[:, None], cache=cache, attention_mask=mask, positions=next_pos)[:, -1]
+        logits = model(
+            token[:, None], cache=cache, attention_mask=mask, positions=next_pos, hooks=hooks
+        )[:, -1]
         next_pos = next_pos + 1
 
 
@@ -197,6 +309,7 @@ def generate(
     stop_at_eos: bool = True,
     truncate: Literal["left"] | None = None,
     stream: bool = False,
+    edits: Edits = None,
 ) -> list[int] | list[list[int]] | Iterator[int]:
     """Continue a prompt; return the new token ids.
 
@@ -204,9 +317,17 @@ def generate(
     Generation stops after ``max_new_tokens`` or, with ``stop_at_eos``, when the model emits
     ``<|endoftext|>`` (which is not returned). ``seed`` makes sampling reproducible.
     ``stream=True`` (one prompt) returns an iterator that yields each id as it is chosen.
+    ``edits`` (see gpt2lab.trace: steering vectors, ablations) apply at every step; with the KV
+    cache each step computes only its new position, so an edit sees [B, 1, ...] values then.
     """
+    from .trace import as_hooks
+
     settings = SamplingSettings(greedy, temperature, top_k, top_p, seed)
     settings.validate(model.config.vocab_size)
+    hooks = None
+    if edits is not None:
+        hooks = as_hooks(edits)
+        hooks.check(model.config)
     if (
         isinstance(max_new_tokens, bool)
         or not isinstance(max_new_tokens, int)
@@ -220,7 +341,7 @@ def generate(
         raise UsageError("pass a prompt (text or ids) or a non-empty list of prompts")
     batch = [prompt] if single else list(prompt)
     n_ctx = model.config.n_positions
-    prompts = [_fit_context(_to_ids(model, p), max_new_tokens, n_ctx, truncate) for p in batch]
+    prompts = [_fit_context(prompt_ids(model, p), max_new_tokens, n_ctx, truncate) for p in batch]
     if stream and not single:
         raise UsageError("stream=True takes a single prompt")
     stop_id = None
@@ -233,7 +354,7 @@ def generate(
         was_training = model.training
         model.eval()
         try:
-            yield from _decode_steps(model, prompts, max_new_tokens, settings, stop_id)
+            yield from _decode_steps(model, prompts, max_new_tokens, settings, stop_id, hooks)
         finally:
             model.train(was_training)
 

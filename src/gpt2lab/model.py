@@ -8,6 +8,10 @@ Every step of a block is a small function below, in the order data flows through
     x ─ln_1─▶ q,k,v ─▶ scores ─mask─▶ softmax ─▶ z = pattern·v ─▶ attn_out ─(+x)─▶ resid_mid
     resid_mid ─ln_2─▶ mlp_pre ─gelu─▶ mlp_post ─▶ mlp_out ─(+resid_mid)─▶ resid_post
 
+Each arrow's result passes through ``hook(hooks, name, value)`` under its TransformerLens name
+(``blocks.0.attn.hook_pattern``; see gpt2lab.hooks), where a trace reads it or an edit replaces
+it. Without hooks that call returns the value untouched.
+
 Weights are stored as OpenAI stored them ([in, out], y = x @ W + b) under Hugging Face's
 GPT-2 state-dict names, so checkpoints load without renaming or transposing.
 """
@@ -24,6 +28,7 @@ from torch import Tensor, nn
 
 from .config import GPT2Config
 from .errors import ContextLengthError, UsageError
+from .hooks import Hooks, hook
 from .loss import next_token_loss
 
 if TYPE_CHECKING:
@@ -31,11 +36,24 @@ if TYPE_CHECKING:
 
 
 # --- the steps --------------------------------------------------------------------------------
+def layer_norm_stats(x: Tensor) -> tuple[Tensor, Tensor]:
+    """μ = mean(x), σ² = mean((x - μ)²) over the channels (the biased variance). -> [..., 1] each"""
+    return x.mean(dim=-1, keepdim=True), x.var(dim=-1, keepdim=True, unbiased=False)
+
+
+def normalize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
+    """x̂ = (x - μ) / sqrt(σ² + ε): every position gets mean 0 and variance 1. [..., C] -> same"""
+    return (x - mean) / torch.sqrt(var + eps)
+
+
+def scale_shift(x_hat: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """x̂ · g + b: LayerNorm's learned gain and bias, per channel. [..., C] -> same"""
+    return x_hat * weight + bias
+
+
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """LN(x) = (x - mean(x)) / sqrt(var(x) + eps) * g + b over the last dim. [..., C] -> same"""
-    mean = x.mean(dim=-1, keepdim=True)
-    var = x.var(dim=-1, keepdim=True, unbiased=False)
-    return (x - mean) / torch.sqrt(var + eps) * weight + bias
+    return scale_shift(normalize(x, *layer_norm_stats(x), eps), weight, bias)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -104,14 +122,24 @@ def causal_mask(
 
 # --- the layers -------------------------------------------------------------------------------
 class LayerNorm(nn.Module):
-    def __init__(self, n_embd: int, eps: float) -> None:
+    """LayerNorm whose steps are named ``{name}.hook_mean``, ``hook_var``, ``hook_normalized``,
+    ``hook_out`` (``name`` is blocks.L.ln1, blocks.L.ln2 or ln_final)."""
+
+    def __init__(self, n_embd: int, eps: float, name: str) -> None:
         super().__init__()
         self.weight = nn.Parameter(torch.ones(n_embd))
         self.bias = nn.Parameter(torch.zeros(n_embd))
         self.eps = eps
+        self.prefix = name + "."
 
-    def forward(self, x: Tensor) -> Tensor:
-        return layer_norm(x, self.weight, self.bias, self.eps)
+    def forward(self, x: Tensor, hooks: Hooks | None = None) -> Tensor:
+        if hooks is None:
+            return layer_norm(x, self.weight, self.bias, self.eps)
+        mean, var = layer_norm_stats(x)
+        mean = hook(hooks, self.prefix + "hook_mean", mean)
+        var = hook(hooks, self.prefix + "hook_var", var)
+        x_hat = hook(hooks, self.prefix + "hook_normalized", normalize(x, mean, var, self.eps))
+        return hook(hooks, self.prefix + "hook_out", scale_shift(x_hat, self.weight, self.bias))
 
 
 class Linear(nn.Module):
@@ -157,38 +185,51 @@ class KVCache:
 class Attention(nn.Module):
     """Causal multi-head self-attention."""
 
-    def __init__(self, config: GPT2Config) -> None:
+    def __init__(self, config: GPT2Config, layer: int) -> None:
         super().__init__()
         self.n_head = config.n_head
+        self.layer = layer
         self.c_attn = Linear(config.n_embd, 3 * config.n_embd)  # W_Q, W_K, W_V side by side
         self.c_proj = Linear(config.n_embd, config.n_embd)  # W_O
         self.dropout = config.dropout
+        self.prefix = f"blocks.{layer}.attn."
 
     def forward(
-        self, x: Tensor, allowed: Tensor | None, cache: KVCache | None, layer: int
+        self, x: Tensor, allowed: Tensor | None, cache: KVCache | None, hooks: Hooks | None = None
     ) -> Tensor:
+        """z of every head [B, H, T, D] for the normalized input x [B, T, C]."""
+        name = self.prefix
         q, k, v = self.c_attn(x).split(x.size(-1), dim=-1)  # [B, T, C] each
-        q, k, v = (split_heads(t, self.n_head) for t in (q, k, v))  # [B, H, T, D]
+        q = hook(hooks, name + "hook_q", split_heads(q, self.n_head))  # [B, H, T, D]
+        k = hook(hooks, name + "hook_k", split_heads(k, self.n_head))
+        v = hook(hooks, name + "hook_v", split_heads(v, self.n_head))
         if cache is not None:
-            k, v = cache.update(layer, k, v)  # [B, H, S, D]
-        scores = attention_scores(q, k)
-        pattern = softmax(apply_mask(scores, allowed))
+            k, v = cache.update(self.layer, k, v)  # [B, H, S, D]
+        scores = hook(hooks, name + "hook_attn_scores", attention_scores(q, k))
+        scores = hook(hooks, name + "hook_masked_scores", apply_mask(scores, allowed))
+        pattern = hook(hooks, name + "hook_pattern", softmax(scores))
         pattern = F.dropout(pattern, self.dropout, self.training)
-        z = weighted_values(pattern, v)
+        return hook(hooks, name + "hook_z", weighted_values(pattern, v))
+
+    def project(self, z: Tensor) -> Tensor:
+        """attn_out = concat of the heads' z @ W_O + b_O. [B, H, T, D] -> [B, T, C]"""
         return F.dropout(self.c_proj(merge_heads(z)), self.dropout, self.training)
 
 
 class MLP(nn.Module):
     """Position-wise feed-forward: C -> 4C -> GELU -> C."""
 
-    def __init__(self, config: GPT2Config) -> None:
+    def __init__(self, config: GPT2Config, layer: int) -> None:
         super().__init__()
         self.c_fc = Linear(config.n_embd, 4 * config.n_embd)
         self.c_proj = Linear(4 * config.n_embd, config.n_embd)
         self.dropout = config.dropout
+        self.prefix = f"blocks.{layer}.mlp."
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.dropout(self.c_proj(gelu(self.c_fc(x))), self.dropout, self.training)
+    def forward(self, x: Tensor, hooks: Hooks | None = None) -> Tensor:
+        pre = hook(hooks, self.prefix + "hook_pre", self.c_fc(x))  # [B, T, 4C]
+        post = hook(hooks, self.prefix + "hook_post", gelu(pre))
+        return F.dropout(self.c_proj(post), self.dropout, self.training)
 
 
 class Block(nn.Module):
@@ -196,15 +237,28 @@ class Block(nn.Module):
 
     def __init__(self, config: GPT2Config, layer: int) -> None:
         super().__init__()
-        self.layer = layer
-        self.ln_1 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
-        self.attn = Attention(config)
-        self.ln_2 = LayerNorm(config.n_embd, config.layer_norm_epsilon)
-        self.mlp = MLP(config)
+        eps = config.layer_norm_epsilon
+        self.ln_1 = LayerNorm(config.n_embd, eps, name=f"blocks.{layer}.ln1")
+        self.attn = Attention(config, layer)
+        self.ln_2 = LayerNorm(config.n_embd, eps, name=f"blocks.{layer}.ln2")
+        self.mlp = MLP(config, layer)
+        self.prefix = f"blocks.{layer}."
 
-    def forward(self, resid_pre: Tensor, allowed: Tensor | None, cache: KVCache | None) -> Tensor:
-        resid_mid = resid_pre + self.attn(self.ln_1(resid_pre), allowed, cache, self.layer)
-        return resid_mid + self.mlp(self.ln_2(resid_mid))
+    def forward(
+        self,
+        x: Tensor,
+        allowed: Tensor | None,
+        cache: KVCache | None,
+        hooks: Hooks | None = None,
+    ) -> Tensor:
+        """resid_post [B, T, C] of the block for its input resid_pre [B, T, C]."""
+        name = self.prefix
+        resid_pre = hook(hooks, name + "hook_resid_pre", x)
+        z = self.attn(self.ln_1(resid_pre, hooks), allowed, cache, hooks)
+        attn_out = hook(hooks, name + "hook_attn_out", self.attn.project(z))
+        resid_mid = hook(hooks, name + "hook_resid_mid", resid_pre + attn_out)
+        mlp_out = hook(hooks, name + "hook_mlp_out", self.mlp(self.ln_2(resid_mid, hooks), hooks))
+        return hook(hooks, name + "hook_resid_post", resid_mid + mlp_out)
 
 
 class GPT2(nn.Module):
@@ -219,7 +273,7 @@ class GPT2(nn.Module):
                 "wte": nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
                 "wpe": nn.Embedding(config.n_positions, config.n_embd),  # position embeddings
                 "h": nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
-                "ln_f": LayerNorm(config.n_embd, config.layer_norm_epsilon),
+                "ln_f": LayerNorm(config.n_embd, config.layer_norm_epsilon, "ln_final"),
             }
         )
         if not any(p.is_meta for p in self.parameters()):
@@ -241,14 +295,29 @@ class GPT2(nn.Module):
                 p.zero_()
 
     # --- forward ------------------------------------------------------------------------------
-    def embed(self, ids: Tensor, positions: Tensor) -> Tensor:
+    def embed(self, ids: Tensor, positions: Tensor, hooks: Hooks | None = None) -> Tensor:
         """x₀ = W_E[ids] + W_P[positions]: token embedding plus learned position embedding."""
-        x = self.transformer.wte(ids) + self.transformer.wpe(positions)
-        return F.dropout(x, self.config.dropout, self.training)
+        tok = hook(hooks, "hook_embed", self.transformer.wte(ids))
+        pos = hook(hooks, "hook_pos_embed", self.transformer.wpe(positions))
+        return F.dropout(tok + pos, self.config.dropout, self.training)
 
-    def unembed(self, x: Tensor) -> Tensor:
+    def unembed(self, x: Tensor, hooks: Hooks | None = None) -> Tensor:
         """logits = ln_f(x) @ W_Eᵀ: the output layer is the (tied) token embedding. -> [B, T, V]"""
-        return self.transformer.ln_f(x) @ self.transformer.wte.weight.T
+        logits = self.transformer.ln_f(x, hooks) @ self.transformer.wte.weight.T
+        return hook(hooks, "hook_logits", logits)
+
+    def run_blocks(
+        self,
+        x: Tensor,
+        allowed: Tensor | None,
+        cache: KVCache | None = None,
+        hooks: Hooks | None = None,
+        start: int = 0,
+    ) -> Tensor:
+        """The residual stream after blocks ``start``..n_layer-1, from x = their input."""
+        for block in self.transformer.h[start:]:
+            x = block(x, allowed, cache, hooks)
+        return x
 
     def forward(
         self,
@@ -258,6 +327,7 @@ class GPT2(nn.Module):
         cache: KVCache | None = None,
         attention_mask: Tensor | None = None,
         positions: Tensor | None = None,
+        hooks: Hooks | None = None,
     ) -> Tensor:
         """Logits for every position of ``ids`` [B, T] -> [B, T, V].
 
@@ -267,6 +337,7 @@ class GPT2(nn.Module):
         ``cache``: keys/values of earlier positions (generation); it is extended by T.
         ``attention_mask`` [B, S]: False for padding keys (S = cached + T positions).
         ``positions`` [B, T]: position ids; default cached..cached+T-1 (padding shifts them).
+        ``hooks``: functions to read or replace named steps (see gpt2lab.hooks, gpt2lab.trace).
         """
         if ids.dtype not in (torch.int64, torch.int32) or ids.dim() != 2:
             raise UsageError(
@@ -281,14 +352,14 @@ class GPT2(nn.Module):
         if positions is None:
             positions = torch.arange(n_past, n_past + T, device=ids.device).expand(B, T)
         allowed = causal_mask(T, n_past, attention_mask, ids.device)
-        x = self.embed(ids, positions)
-        for block in self.transformer.h:
-            x = block(x, allowed, cache)
+        x = self.embed(ids, positions, hooks)
+        x = self.run_blocks(x, allowed, cache, hooks)
         if cache is not None:
             cache.advance(T)
         if targets is not None:
-            return next_token_loss(self.transformer.ln_f(x), self.transformer.wte.weight, targets)
-        return self.unembed(x)
+            h = self.transformer.ln_f(x, hooks)
+            return next_token_loss(h, self.transformer.wte.weight, targets)
+        return self.unembed(x, hooks)
 
     # --- conveniences -------------------------------------------------------------------------
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
@@ -329,6 +400,25 @@ class GPT2(nn.Module):
         from .generate import generate_text
 
         return generate_text(self, prompt, max_new_tokens, **kwargs)
+
+    def run_with_cache(self, prompt, names=None, **kwargs):
+        """Run and keep the value of every named step (or those in ``names``): a Trace.
+        See gpt2lab.trace."""
+        from .trace import run_with_cache
+
+        return run_with_cache(self, prompt, names, **kwargs)
+
+    def run_with_hooks(self, prompt, edits=None) -> Tensor:
+        """Logits [B, T, V] of a forward pass with edits applied. See gpt2lab.trace."""
+        from .trace import run_with_hooks
+
+        return run_with_hooks(self, prompt, edits)
+
+    def run_to(self, prompt, name: str, names=(), **kwargs):
+        """Run up to step ``name`` and pause there; ``.resume()`` runs on. See gpt2lab.trace."""
+        from .trace import run_to
+
+        return run_to(self, prompt, name, names, **kwargs)
 
     def save(self, path: str | Path) -> Path:
         """Write a Hugging Face compatible folder (config.json, model.safetensors, tokenizer)."""

@@ -1,0 +1,165 @@
+"""Step names, and the mechanism to read or replace the value at a step during a forward pass.
+
+Every intermediate value of GPT-2 has a stable name, the one TransformerLens uses:
+
+    hook_embed, hook_pos_embed                      W_E[ids], W_P[positions]
+    blocks.{L}.hook_resid_pre ... hook_resid_post   the residual stream around block L
+    blocks.{L}.attn.hook_pattern                    the attention pattern (after softmax)
+    ln_final.hook_normalized, hook_logits, ...
+
+``STEPS`` lists them in the order the forward pass computes them, with a shape and a formula;
+``gpt2lab steps`` prints that table. A ``Hooks`` object maps names to functions; the model calls
+``hook(hooks, name, value)`` at every step, and a function may return a new value to use instead.
+With no hooks (``hooks=None``, the default) the forward pass does nothing extra.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from torch import Tensor
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .config import GPT2Config
+
+HookFn = Callable[[Tensor, str], "Tensor | None"]
+"""Called as fn(value, name). Return None to leave the value as it is, or a tensor to replace it."""
+
+
+@dataclass(frozen=True)
+class Step:
+    """One named step: its name (``{L}`` stands for the layer), the shape, and the formula."""
+
+    name: str
+    shape: str
+    formula: str
+
+
+def _layer_norm_steps(prefix: str, of: str) -> list[Step]:
+    return [
+        Step(f"{prefix}.hook_mean", "[B, T, 1]", f"μ = mean({of}) over channels"),
+        Step(f"{prefix}.hook_var", "[B, T, 1]", f"σ² = mean(({of} - μ)²) over channels"),
+        Step(f"{prefix}.hook_normalized", "[B, T, C]", f"x̂ = ({of} - μ) / sqrt(σ² + ε)"),
+        Step(f"{prefix}.hook_out", "[B, T, C]", "x̂ · g + b  (learned gain and bias)"),
+    ]
+
+
+# B batch, T positions, S positions attended to, C n_embd, H heads, D head size, V vocabulary.
+STEPS: tuple[Step, ...] = (
+    Step("hook_embed", "[B, T, C]", "W_E[ids]: token embedding"),
+    Step("hook_pos_embed", "[B, T, C]", "W_P[positions]: learned position embedding"),
+    Step(
+        "blocks.{L}.hook_resid_pre", "[B, T, C]", "embed + pos_embed, or the previous block's out"
+    ),
+    *_layer_norm_steps("blocks.{L}.ln1", "x"),
+    Step("blocks.{L}.attn.hook_q", "[B, H, T, D]", "q = ln1(x) @ W_Q + b_Q, split into heads"),
+    Step("blocks.{L}.attn.hook_k", "[B, H, T, D]", "k = ln1(x) @ W_K + b_K, split into heads"),
+    Step("blocks.{L}.attn.hook_v", "[B, H, T, D]", "v = ln1(x) @ W_V + b_V, split into heads"),
+    Step("blocks.{L}.attn.hook_attn_scores", "[B, H, T, S]", "q @ kᵀ / sqrt(D)"),
+    Step("blocks.{L}.attn.hook_masked_scores", "[B, H, T, S]", "scores, -inf where key > query"),
+    Step("blocks.{L}.attn.hook_pattern", "[B, H, T, S]", "softmax(masked scores) over keys"),
+    Step("blocks.{L}.attn.hook_z", "[B, H, T, D]", "z = pattern @ v"),
+    Step("blocks.{L}.hook_attn_out", "[B, T, C]", "concat heads(z) @ W_O + b_O"),
+    Step("blocks.{L}.hook_resid_mid", "[B, T, C]", "x + attn_out"),
+    *_layer_norm_steps("blocks.{L}.ln2", "resid_mid"),
+    Step("blocks.{L}.mlp.hook_pre", "[B, T, 4C]", "ln2(resid_mid) @ W_in + b_in"),
+    Step("blocks.{L}.mlp.hook_post", "[B, T, 4C]", "gelu(pre)"),
+    Step("blocks.{L}.hook_mlp_out", "[B, T, C]", "post @ W_out + b_out"),
+    Step("blocks.{L}.hook_resid_post", "[B, T, C]", "resid_mid + mlp_out"),
+    *_layer_norm_steps("ln_final", "resid_post of the last block"),
+    Step("hook_logits", "[B, T, V]", "ln_final(x) @ W_Eᵀ  (the tied unembedding W_U)"),
+    Step("hook_probs", "[B, T, V]", "softmax(logits): the next-token distribution (trace only)"),
+)
+DERIVED = frozenset({"hook_probs"})  # computed by a trace from the logits, not inside forward()
+
+
+def step_names(config: GPT2Config) -> list[str]:
+    """Every step name of a model, in the order the forward pass computes them."""
+    names: list[str] = []
+    block = [s.name for s in STEPS if s.name.startswith("blocks.")]
+    names += [s.name for s in STEPS[:2]]
+    for layer in range(config.n_layer):
+        names += [n.replace("{L}", str(layer)) for n in block]
+    names += [s.name for s in STEPS if not s.name.startswith(("blocks.", "hook_embed", "hook_pos"))]
+    return names
+
+
+def describe(name: str) -> Step:
+    """The ``Step`` (shape, formula) of a full name such as ``blocks.3.attn.hook_pattern``."""
+    parts = name.split(".")
+    template = ".".join(
+        ["{L}" if i == 1 and parts[0] == "blocks" else p for i, p in enumerate(parts)]
+    )
+    for step in STEPS:
+        if step.name == template:
+            return step
+    raise UsageError(f"unknown step {name!r}; `gpt2lab steps` lists them")
+
+
+def layer_of(name: str) -> int | None:
+    """The block a step belongs to (``blocks.3.…`` -> 3), or None for steps outside blocks."""
+    parts = name.split(".")
+    return int(parts[1]) if parts[0] == "blocks" else None
+
+
+def resolve_names(patterns: str | Iterable[str], config: GPT2Config) -> list[str]:
+    """Full step names matching names or glob patterns (``blocks.*.attn.hook_pattern``), in order.
+
+    A pattern that matches nothing is an error whose message suggests the closest names.
+    """
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    all_names = step_names(config)
+    chosen: set[str] = set()
+    for pattern in patterns:
+        hits = fnmatch.filter(all_names, pattern)
+        if not hits:
+            close = difflib.get_close_matches(pattern, all_names, n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise UsageError(
+                f"no step is named {pattern!r} in this {config.n_layer}-layer model{hint} "
+                "(`gpt2lab steps` lists them)"
+            )
+        chosen.update(hits)
+    return [n for n in all_names if n in chosen]
+
+
+class Hooks:
+    """Functions to run at named steps: ``Hooks({"blocks.0.hook_resid_pre": fn})``.
+
+    Each function is called as fn(value, name) when the forward pass reaches that step; if it
+    returns a tensor, the model continues with that tensor instead. Functions added to the same
+    name run in the order they were added.
+    """
+
+    def __init__(self, fns: dict[str, HookFn | list[HookFn]] | None = None) -> None:
+        self.fns: dict[str, list[HookFn]] = {}
+        for name, fn in (fns or {}).items():
+            for f in fn if isinstance(fn, list) else [fn]:
+                self.add(name, f)
+
+    def add(self, name: str, fn: HookFn) -> Hooks:
+        self.fns.setdefault(name, []).append(fn)
+        return self
+
+    def __call__(self, name: str, value: Tensor) -> Tensor:
+        for fn in self.fns.get(name, ()):
+            out = fn(value, name)
+            if out is not None:
+                value = out
+        return value
+
+    def check(self, config: GPT2Config) -> None:
+        """Raise UsageError for a name that is not a step of this model."""
+        resolve_names([n for n in self.fns if n not in DERIVED] or [], config)
+
+
+def hook(hooks: Hooks | None, name: str, value: Tensor) -> Tensor:
+    """The value at step ``name``, after any hook functions ran on it."""
+    return value if hooks is None else hooks(name, value)

@@ -1,0 +1,574 @@
+"""A forward pass you can look into and change: traces, stop-edit-resume, interventions, patching.
+
+    trace = model.run_with_cache("Mike is quick. He moves")     # every named step (or some)
+    trace["blocks.0.attn.hook_pattern"]                          # [1, H, T, T]
+    trace.to_frame("blocks.0.hook_resid_post")                   # a pandas table
+    trace.save_xlsx("gpt2.xlsx")                                 # GPT-2 as a spreadsheet
+
+    paused = model.run_to("Mike is quick. He moves", "blocks.3.attn.hook_pattern")
+    paused.value[0, 2] = ...                                     # change anything
+    logits = paused.resume()                                     # and run on to the logits
+
+An *edit* is a pair (step name, function) that replaces the value at that step; the helpers
+below build the usual ones: ``ablate_head``, ``ablate_mlp``, ``scale_neuron``, ``add_vector``
+(steering), ``set_to`` and ``patch`` (activation patching, also as a whole grid with
+``activation_patching``). Every edit runs through the same model code as a plain forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import UsageError
+from .hooks import DERIVED, HookFn, Hooks, describe, layer_of, resolve_names, step_names
+from .model import causal_mask
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .config import GPT2Config
+    from .model import GPT2
+    from .tokenizer import Tokenizer
+
+Edit = tuple[str, HookFn]
+Edits = Mapping[str, HookFn] | Iterable[Edit] | Hooks | None
+PromptLike = str | Sequence[int] | Sequence[str] | Tensor
+
+_EXCEL_MAX_COLUMNS = 16_384
+
+
+# --- inputs -----------------------------------------------------------------------------------
+def prompt_batch(model: GPT2, prompt: PromptLike) -> Tensor:
+    """Token ids [B, T] for a text, a list of ids, a list of texts of equal token length, or a
+    tensor [T] / [B, T]."""
+    from .generate import prompt_ids
+
+    if isinstance(prompt, Tensor):
+        rows = [prompt] if prompt.dim() == 1 else list(prompt)
+    elif isinstance(prompt, str) or (prompt and isinstance(prompt[0], int)):
+        rows = [prompt]
+    else:
+        rows = list(prompt)
+    ids = [prompt_ids(model, row) for row in rows] if rows else [prompt_ids(model, [])]
+    if len({len(r) for r in ids}) > 1:
+        raise UsageError(
+            f"a traced batch needs prompts of equal token length; got {[len(r) for r in ids]}"
+        )
+    if len(ids[0]) > model.config.n_positions:
+        raise UsageError(
+            f"the prompt has {len(ids[0])} tokens, more than the model's context of "
+            f"{model.config.n_positions}"
+        )
+    return torch.tensor(ids, dtype=torch.long, device=model.device)
+
+
+def as_hooks(edits: Edits) -> Hooks:
+    """A fresh ``Hooks`` holding the edits (a dict name -> fn, (name, fn) pairs, or Hooks)."""
+    if isinstance(edits, Hooks):
+        return Hooks({name: list(fns) for name, fns in edits.fns.items()})
+    pairs = edits.items() if isinstance(edits, Mapping) else (edits or [])
+    hooks = Hooks()
+    for name, fn in pairs:
+        hooks.add(name, fn)
+    return hooks
+
+
+@contextmanager
+def _inference(model: GPT2) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+# --- the trace --------------------------------------------------------------------------------
+class Trace(Mapping[str, Tensor]):
+    """The values of named steps from one forward pass: ``trace[name]`` -> tensor.
+
+    ``ids`` [B, T] are the tokens that went in and ``logits`` [B, T, V] what came out.
+    ``hook_probs`` (softmax of the logits) is computed when first asked for. Values kept on disk
+    (``run_with_cache(..., to_disk=folder)``) are read from memory-mapped files when asked for.
+    """
+
+    def __init__(
+        self,
+        ids: Tensor,
+        logits: Tensor,
+        values: dict[str, Tensor | Path],
+        config: GPT2Config,
+        tokenizer: Tokenizer | None,
+    ) -> None:
+        self.ids = ids
+        self.logits = logits
+        self.config = config
+        self.tokenizer = tokenizer
+        self._values = values
+
+    def __getitem__(self, name: str) -> Tensor:
+        if name not in self._values:
+            if name in step_names(self.config):
+                raise UsageError(f"{name} was not kept in this trace; ask for it with names=")
+            resolve_names(name, self.config)  # raises with suggestions for a misspelt name
+            raise UsageError(f"{name} is a pattern; index a trace with one full step name")
+        value = self._values[name]
+        if isinstance(value, Path):
+            return torch.from_numpy(np.load(value, mmap_mode="c"))
+        if value is None:  # hook_probs, computed on first use
+            value = self._values[name] = self.probs
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._values
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __repr__(self) -> str:
+        return f"Trace({len(self)} steps, ids {list(self.ids.shape)})"
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held by the values kept in RAM (not those on disk, nor unread hook_probs)."""
+        return sum(v.numel() * v.element_size() for v in self._values.values() if _in_ram(v))
+
+    @property
+    def probs(self) -> Tensor:
+        """softmax(logits) [B, T, V]: the model's next-token distribution at every position."""
+        return torch.softmax(self.logits.float(), dim=-1)
+
+    def tokens(self, batch: int = 0) -> list[str]:
+        """The text of each token of row ``batch`` (or its id, if the model has no tokenizer)."""
+        ids = self.ids[batch].tolist()
+        if self.tokenizer is None:
+            return [str(i) for i in ids]
+        return [self.tokenizer.decode([i]) for i in ids]
+
+    def to_frame(self, name: str, *, batch: int = 0, head: int | None = None) -> pd.DataFrame:
+        """One step of one prompt as a pandas table: a row per position (per head and position
+        for per-head steps, unless ``head`` picks one), a column per channel, key or token."""
+        import pandas as pd
+
+        value = self[name][batch].float()
+        positions = [f"{t} {tok!r}" for t, tok in enumerate(self.tokens(batch))]
+        if value.dim() == 3:  # [H, T, D or S]: per-head step
+            n_head = value.shape[0]
+            if head is not None:
+                _check_index("head", head, n_head)
+                return self._frame_2d(value[head], positions, name)
+            frames = [self._frame_2d(value[h], positions, name) for h in range(n_head)]
+            return pd.concat(frames, keys=[f"head {h}" for h in range(n_head)])
+        if head is not None:
+            raise UsageError(f"{name} is not split into heads; leave out head=")
+        return self._frame_2d(value, positions, name)
+
+    def _frame_2d(self, value: Tensor, positions: list[str], name: str) -> pd.DataFrame:
+        import pandas as pd
+
+        n_cols = value.shape[-1]
+        if name.endswith(("hook_mean", "hook_var")):
+            columns = [name.rsplit("_", 1)[-1]]
+        elif n_cols == self.ids.shape[1] and "attn.hook_" in name:  # keys
+            columns = positions
+        elif n_cols == self.config.vocab_size and self.tokenizer is not None:
+            columns = [self.tokenizer.id_to_token(i) for i in range(n_cols)]
+        else:
+            columns = list(range(n_cols))
+        return pd.DataFrame(value.numpy(), index=positions, columns=columns)
+
+    def save_xlsx(
+        self, path: str | Path, names: str | Iterable[str] | None = None, *, batch: int = 0
+    ) -> Path:
+        """Write an Excel workbook: a "steps" sheet (name, shape, formula) and a sheet per step.
+
+        Tables wider than Excel's 16,384 columns (logits, probabilities) are written transposed,
+        one row per vocabulary entry. For long prompts on big models, choose ``names``.
+        """
+        import pandas as pd
+
+        path = Path(path)
+        chosen = [n for n in resolve_names(names or "*", self.config) if n in self._values]
+        index = []
+        with pd.ExcelWriter(path, engine="xlsxwriter") as writer:
+            for name in chosen:
+                frame = self.to_frame(name, batch=batch)
+                transposed = frame.shape[1] + 2 > _EXCEL_MAX_COLUMNS
+                sheet = _sheet_name(name)
+                (frame.T if transposed else frame).to_excel(writer, sheet_name=sheet)
+                step = describe(name)
+                shape = list(self[name].shape)
+                index.append((sheet, name, str(shape), step.formula, transposed))
+            pd.DataFrame(
+                index, columns=["sheet", "step", "shape", "formula", "transposed"]
+            ).to_excel(writer, sheet_name="steps", index=False)
+        return path
+
+
+def _in_ram(value: Tensor | Path | None) -> bool:
+    return isinstance(value, Tensor)
+
+
+def _sheet_name(name: str) -> str:
+    """Excel allows 31 characters: blocks.11.attn.hook_masked_scores -> b11.attn.masked_scores"""
+    return name.replace("blocks.", "b").replace("hook_", "")[:31]
+
+
+def _check_index(what: str, value: int, size: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+        raise UsageError(f"{what} must be an integer in [0, {size}), got {value!r}")
+
+
+# --- running --------------------------------------------------------------------------------
+class _Keep:
+    """A hook function that keeps each value it sees, in memory or as .npy files in a folder."""
+
+    def __init__(self, folder: Path | None) -> None:
+        self.values: dict[str, Tensor | Path] = {}
+        self.folder = folder
+        if folder is not None:
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def __call__(self, value: Tensor, name: str) -> None:
+        if self.folder is None:
+            self.values[name] = value.detach()
+        else:
+            file = self.folder / f"{name}.npy"
+            np.save(file, value.detach().float().cpu().numpy())
+            self.values[name] = file
+
+
+def _start_from(model: GPT2, name: str, kept: Mapping[str, Tensor]) -> tuple[int | None, Tensor]:
+    """Where a rerun that changes step ``name`` can start: (layer, that layer's input) or
+    (None, -) for a full run (embedding steps)."""
+    layer = layer_of(name)
+    if layer is not None:
+        return layer, kept[f"blocks.{layer}.hook_resid_pre"]
+    if name.startswith(("ln_final", "hook_logits")):
+        last = model.config.n_layer - 1
+        return model.config.n_layer, kept[f"blocks.{last}.hook_resid_post"]
+    return None, torch.empty(0)
+
+
+def _run(
+    model: GPT2, ids: Tensor, hooks: Hooks | None, start: int | None = None, x: Tensor | None = None
+) -> Tensor:
+    """Logits [B, T, V]; from block ``start`` with its input ``x`` if given, else from the ids."""
+    if start is None:
+        return model(ids, hooks=hooks)
+    allowed = causal_mask(ids.shape[1], 0, None, ids.device)
+    return model.unembed(model.run_blocks(x, allowed, None, hooks, start=start), hooks)
+
+
+def run_with_hooks(model: GPT2, prompt: PromptLike, edits: Edits = None) -> Tensor:
+    """Logits [B, T, V] of a forward pass with the edits applied (no gradients, eval mode)."""
+    hooks = as_hooks(edits)
+    hooks.check(model.config)
+    with _inference(model):
+        return model(prompt_batch(model, prompt), hooks=hooks)
+
+
+def run_with_cache(
+    model: GPT2,
+    prompt: PromptLike,
+    names: str | Iterable[str] | None = None,
+    *,
+    edits: Edits = None,
+    to_disk: str | Path | None = None,
+) -> Trace:
+    """Run the model and keep the value of every step in ``names`` (default: all).
+
+    ``names``: full names or glob patterns, e.g. ``"blocks.*.attn.hook_pattern"``; keeping fewer
+    steps keeps less memory. ``edits`` change values as they pass (the trace holds the changed
+    ones). ``to_disk``: a folder; each value is written there as a .npy file as soon as it is
+    computed and read back memory-mapped, so a long prompt on a big model fits in little RAM.
+    """
+    wanted = resolve_names("*" if names is None else names, model.config)
+    keep = _Keep(None if to_disk is None else Path(to_disk))
+    hooks = as_hooks(edits)
+    hooks.check(model.config)
+    for name in wanted:
+        if name not in DERIVED:
+            hooks.add(name, keep)
+    ids = prompt_batch(model, prompt)
+    with _inference(model):
+        logits = model(ids, hooks=hooks)
+    values = keep.values
+    if "hook_probs" in wanted:
+        values["hook_probs"] = None  # computed on first use
+    return Trace(ids, logits, values, model.config, model.tokenizer)
+
+
+class _StopAt(Exception):
+    pass
+
+
+@dataclass
+class Paused:
+    """A forward pass stopped at step ``name``. Change ``value`` (in place, or pass a new one to
+    ``resume``) and ``resume()`` runs on from that step to the logits, reusing what was computed
+    before it. ``trace`` holds the steps kept on the way."""
+
+    model: GPT2
+    ids: Tensor
+    name: str
+    value: Tensor
+    trace: Trace
+    edits: Edits = None
+
+    def resume(self, value: Tensor | Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """Logits [B, T, V] when step ``name`` holds ``value`` (a tensor, or a function of the
+        paused value; default: ``self.value`` as it is now)."""
+        if callable(value):
+            value = value(self.value.clone())
+        new = self.value if value is None else value
+        if new.shape != self.value.shape:
+            raise UsageError(
+                f"{self.name} has shape {list(self.value.shape)}; got {list(new.shape)}"
+            )
+        hooks = as_hooks(self.edits).add(self.name, lambda _v, _n: new)
+        start, x = _start_from(self.model, self.name, self.trace._values)
+        with _inference(self.model):
+            return _run(self.model, self.ids, hooks, start, x)
+
+
+def run_to(
+    model: GPT2,
+    prompt: PromptLike,
+    name: str,
+    names: str | Iterable[str] | None = (),
+    *,
+    edits: Edits = None,
+) -> Paused:
+    """Run up to step ``name`` and stop there, returning its value to look at or change.
+
+    ``names`` are steps before it to keep as well (default none; ``None``: all of them).
+    """
+    if name in DERIVED:
+        raise UsageError(f"{name} is computed after the forward pass; stop at hook_logits")
+    if any(c in name for c in "*?["):
+        raise UsageError(f"run_to stops at one step; {name!r} is a pattern")
+    target = resolve_names(name, model.config)[0]
+    order = step_names(model.config)
+    before = order[: order.index(target) + 1]
+    wanted = set(
+        resolve_names("*" if names is None else names, model.config) if names != () else []
+    )
+    layer = layer_of(target)
+    if layer is not None:
+        wanted.add(f"blocks.{layer}.hook_resid_pre")
+    elif target.startswith(("ln_final", "hook_logits")):
+        wanted.add(f"blocks.{model.config.n_layer - 1}.hook_resid_post")
+    keep = _Keep(None)
+    hooks = as_hooks(edits)
+    hooks.check(model.config)
+    for n in before:
+        if n in wanted:
+            hooks.add(n, keep)
+
+    def stop(value: Tensor, _name: str) -> None:
+        raise _StopAt(value)
+
+    hooks.add(target, stop)
+    ids = prompt_batch(model, prompt)
+    try:
+        with _inference(model):
+            model(ids, hooks=hooks)
+    except _StopAt as stopped:
+        value = stopped.args[0].clone()
+    else:  # pragma: no cover - every resolved step is reached by forward()
+        raise AssertionError(f"the forward pass never reached {target}")
+    trace = Trace(ids, torch.empty(0), keep.values, model.config, model.tokenizer)
+    return Paused(model, ids, target, value, trace, edits)
+
+
+# --- interventions ----------------------------------------------------------------------------
+def set_to(name: str, value: Tensor) -> Edit:
+    """Replace the value at step ``name`` with ``value`` (same shape)."""
+
+    def fn(old: Tensor, _name: str) -> Tensor:
+        if old.shape != value.shape:
+            raise UsageError(f"{name} has shape {list(old.shape)}; got {list(value.shape)}")
+        return value.to(old.dtype)
+
+    return name, fn
+
+
+def _ablate(value: Tensor, how: Literal["zero", "mean"], dim_positions: int) -> Tensor:
+    if how == "zero":
+        return torch.zeros_like(value)
+    if how == "mean":
+        return value.mean(dim=dim_positions, keepdim=True).expand_as(value)
+    raise UsageError(f"how must be 'zero' or 'mean', got {how!r}")
+
+
+def ablate_head(layer: int, head: int, how: Literal["zero", "mean"] = "zero") -> Edit:
+    """Silence one attention head: its z (the weighted values) becomes 0, or its mean over the
+    prompt's positions (``how="mean"``), before W_O mixes the heads."""
+
+    def fn(z: Tensor, _name: str) -> Tensor:  # [B, H, T, D]
+        _check_index("head", head, z.shape[1])
+        z = z.clone()
+        z[:, head] = _ablate(z[:, head], how, dim_positions=1)
+        return z
+
+    return f"blocks.{layer}.attn.hook_z", fn
+
+
+def ablate_mlp(layer: int, how: Literal["zero", "mean"] = "zero") -> Edit:
+    """Remove an MLP's contribution to the residual stream (0, or its mean over positions)."""
+
+    def fn(out: Tensor, _name: str) -> Tensor:  # [B, T, C]
+        return _ablate(out, how, dim_positions=1)
+
+    return f"blocks.{layer}.hook_mlp_out", fn
+
+
+def scale_neuron(layer: int, neuron: int, factor: float) -> Edit:
+    """Multiply one MLP neuron's activation (after GELU) by ``factor`` (0 switches it off)."""
+
+    def fn(post: Tensor, _name: str) -> Tensor:  # [B, T, 4C]
+        _check_index("neuron", neuron, post.shape[-1])
+        post = post.clone()
+        post[..., neuron] *= factor
+        return post
+
+    return f"blocks.{layer}.mlp.hook_post", fn
+
+
+def add_vector(
+    layer: int,
+    vector: Tensor,
+    *,
+    scale: float = 1.0,
+    positions: Sequence[int] | None = None,
+    step: str = "hook_resid_pre",
+) -> Edit:
+    """Steering: add ``scale · vector`` [C] to the residual stream entering block ``layer``
+    (at ``positions``, default all)."""
+
+    def fn(x: Tensor, _name: str) -> Tensor:  # [B, T, C]
+        if vector.shape != x.shape[-1:]:
+            raise UsageError(
+                f"the vector must have shape [{x.shape[-1]}], got {list(vector.shape)}"
+            )
+        x = x.clone()
+        where = slice(None) if positions is None else list(positions)
+        x[:, where] += scale * vector.to(x.dtype)
+        return x
+
+    return f"blocks.{layer}.{step}", fn
+
+
+def steering_vector(model: GPT2, positive: str, negative: str, layer: int) -> Tensor:
+    """resid_pre of block ``layer`` at the last token of ``positive`` minus that of ``negative``
+    [C]: a direction to add with ``add_vector`` (activation addition, Turner et al. 2023)."""
+    name = f"blocks.{layer}.hook_resid_pre"
+    plus = run_with_cache(model, positive, name)[name][0, -1]
+    minus = run_with_cache(model, negative, name)[name][0, -1]
+    return plus - minus
+
+
+def patch(name: str, source: Trace | Tensor, positions: Sequence[int] | None = None) -> Edit:
+    """Activation patching: put the value of step ``name`` from another run (``source``, a trace
+    of the same length) in place of this run's, at ``positions`` (default all)."""
+    src = source[name] if isinstance(source, Trace) else source
+
+    def fn(value: Tensor, _name: str) -> Tensor:
+        if src.shape != value.shape:
+            raise UsageError(
+                f"cannot patch {name}: the source has shape {list(src.shape)}, this run "
+                f"{list(value.shape)} (patching needs prompts of the same token length)"
+            )
+        if positions is None:
+            return src.to(value.dtype)
+        value = value.clone()
+        pos_dim = 2 if value.dim() == 4 else 1  # [B, H, T, ...] or [B, T, ...]
+        index = [slice(None)] * value.dim()
+        index[pos_dim] = list(positions)
+        value[tuple(index)] = src[tuple(index)].to(value.dtype)
+        return value
+
+    return name, fn
+
+
+@dataclass(frozen=True)
+class PatchingResult:
+    """``effect[L, t]``: how much of the clean run's metric comes back when step ``step`` of
+    block L at position t is patched from the clean run into the corrupted one (1 = all of it,
+    0 = none). ``metric`` holds the raw values."""
+
+    step: str
+    tokens: list[str]
+    effect: Tensor  # [n_layer, T]
+    metric: Tensor  # [n_layer, T]
+    clean_metric: float
+    corrupted_metric: float
+
+    def to_frame(self) -> pd.DataFrame:
+        import pandas as pd
+
+        columns = [f"{t} {tok!r}" for t, tok in enumerate(self.tokens)]
+        index = [f"block {layer}" for layer in range(self.effect.shape[0])]
+        return pd.DataFrame(self.effect.numpy(), index=index, columns=columns)
+
+
+def logit_difference(answer: int, wrong: int | None = None) -> Callable[[Tensor], float]:
+    """A metric for patching: logit[answer] - logit[wrong] at the last position (or, with no
+    ``wrong``, the log-probability of ``answer``)."""
+
+    def metric(logits: Tensor) -> float:
+        last = logits[0, -1].float()
+        if wrong is None:
+            return float(torch.log_softmax(last, dim=-1)[answer])
+        return float(last[answer] - last[wrong])
+
+    return metric
+
+
+def activation_patching(
+    model: GPT2,
+    clean: PromptLike,
+    corrupted: PromptLike,
+    metric: Callable[[Tensor], float],
+    step: str = "hook_resid_pre",
+) -> PatchingResult:
+    """Patch ``blocks.L.{step}`` at one position at a time from the clean run into the corrupted
+    run, for every block L and position, and measure ``metric(logits)`` each time.
+
+    Each patched run starts at block L from the corrupted run's cached input, so the grid costs
+    about n_layer / 2 forward passes per position.
+    """
+    names = f"blocks.*.{step}"
+    clean_trace = run_with_cache(model, clean, [names, "blocks.*.hook_resid_pre"])
+    bad = run_with_cache(model, corrupted, [names, "blocks.*.hook_resid_pre"])
+    if clean_trace.ids.shape != bad.ids.shape:
+        raise UsageError(
+            "activation patching needs prompts of the same token length; got "
+            f"{clean_trace.ids.shape[1]} (clean) and {bad.ids.shape[1]} (corrupted)"
+        )
+    n_layer, T = model.config.n_layer, bad.ids.shape[1]
+    raw = torch.empty(n_layer, T)
+    with _inference(model):
+        for layer in range(n_layer):
+            name = f"blocks.{layer}.{step}"
+            x = bad[f"blocks.{layer}.hook_resid_pre"]
+            for t in range(T):
+                hooks = as_hooks([patch(name, clean_trace, positions=[t])])
+                raw[layer, t] = metric(_run(model, bad.ids, hooks, layer, x))
+    clean_value, bad_value = metric(clean_trace.logits), metric(bad.logits)
+    span = clean_value - bad_value
+    effect = (raw - bad_value) / span if span != 0 else torch.full_like(raw, float("nan"))
+    return PatchingResult(step, bad.tokens(), effect, raw, clean_value, bad_value)
