@@ -11,6 +11,9 @@ vocabulary of 50,257 pieces built from them:
    ``vocab.bpe`` is merged, again and again, until no pair is in the merge list.
 4. Each resulting piece is looked up in ``encoder.json`` to get its id.
 
+``Tokenizer.trace`` records all four steps for every word (the merges that ``encode`` runs,
+from the same loop), so the path from text to ids can be read off one word at a time.
+
 ``<|endoftext|>`` (id 50256) separates documents. When the ``tiktoken`` package is installed
 it is used as a fast backend for the same vocabulary; this module stays the reference and the
 tests check that both give the same ids.
@@ -22,6 +25,7 @@ import codecs
 import json
 import operator
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 from functools import cache, lru_cache
 from itertools import pairwise
 from pathlib import Path
@@ -101,6 +105,48 @@ def _without_lone_surrogates(text: str) -> str:
         return text
     except UnicodeEncodeError:
         return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+@dataclass(frozen=True)
+class MergeStep:
+    """One BPE merge: ``pair`` joined everywhere in the word, ``rank`` its line in the merge
+    list (0 = learned first = merged first), ``parts`` the word's pieces after the merge."""
+
+    pair: tuple[str, str]
+    rank: int
+    parts: tuple[str, ...]
+
+    def to_dict(self) -> dict:
+        return {"pair": list(self.pair), "rank": self.rank, "parts": list(self.parts)}
+
+
+@dataclass(frozen=True)
+class WordTrace:
+    """How one pre-tokenized word became ids: " Shawshank" -> "ĠShawshank" -> single
+    characters ``start`` -> ``merges`` in order -> ``pieces`` -> ``ids``.
+
+    A special token such as ``<|endoftext|>`` is one entry with ``special=True``, no merges
+    and a single piece.
+    """
+
+    word: str
+    symbols: str
+    start: tuple[str, ...]
+    merges: tuple[MergeStep, ...]
+    pieces: tuple[str, ...]
+    ids: tuple[int, ...]
+    special: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "word": self.word,
+            "symbols": self.symbols,
+            "start": list(self.start),
+            "merges": [m.to_dict() for m in self.merges],
+            "pieces": list(self.pieces),
+            "ids": list(self.ids),
+            "special": self.special,
+        }
 
 
 class Tokenizer:
@@ -207,14 +253,22 @@ class Tokenizer:
         """Split one pre-tokenized word (already in byte stand-ins) into vocabulary pieces."""
         return list(self._bpe_cache(word))
 
-    def _bpe_uncached(self, word: str) -> tuple[str, ...]:
+    def _merge_steps(self, word: str) -> Iterator[tuple[tuple[str, str], int, list[str]]]:
+        """Yield (pair, rank, parts after) for each merge BPE makes in ``word``, in order."""
         parts = list(word)
         while len(parts) > 1:
             # Merge the adjacent pair that was learned earliest (lowest rank), everywhere it occurs.
             best = min(pairwise(parts), key=lambda p: self.merge_ranks.get(p, _NEVER))
-            if best not in self.merge_ranks:
-                break
+            rank = self.merge_ranks.get(best)
+            if rank is None:
+                return
             parts = merge_pair(parts, best)
+            yield best, rank, parts
+
+    def _bpe_uncached(self, word: str) -> tuple[str, ...]:
+        parts = list(word)
+        for _, _, after in self._merge_steps(word):
+            parts = after
         return tuple(parts)
 
     def word_to_unicode(self, word: str) -> str:
@@ -248,8 +302,55 @@ class Tokenizer:
         (then it is encoded as ordinary characters). This stops a prompt from smuggling in a
         document boundary by accident.
         """
+        ids: list[int] = []
+        for chunk, special in self._split_special(text, allowed_special, disallowed_special):
+            if special:
+                ids.append(self.special_tokens[chunk])
+            else:
+                ids.extend(self.encode_ordinary(chunk))
+        return ids
+
+    def trace(
+        self,
+        text: str,
+        *,
+        allowed_special: Collection[str] | Literal["all"] = frozenset(),
+        disallowed_special: Collection[str] | Literal["all"] = "all",
+    ) -> list[WordTrace]:
+        """``encode`` step by step: one ``WordTrace`` per word (same arguments, same ids).
+
+        >>> [t.pieces for t in get_tokenizer().trace(" Shawshank")]
+        [('ĠShaw', 'sh', 'ank')]
+        """
+        traces: list[WordTrace] = []
+        for chunk, special in self._split_special(text, allowed_special, disallowed_special):
+            if special:
+                one = (chunk,)
+                traces.append(
+                    WordTrace(chunk, chunk, one, (), one, (self.special_tokens[chunk],), True)
+                )
+                continue
+            for word in pretokenize(_without_lone_surrogates(chunk)):
+                symbols = self.word_to_unicode(word)
+                merges = tuple(
+                    MergeStep(pair, rank, tuple(parts))
+                    for pair, rank, parts in self._merge_steps(symbols)
+                )
+                pieces = merges[-1].parts if merges else tuple(symbols)
+                ids = tuple(self.encoder[piece] for piece in pieces)
+                traces.append(WordTrace(word, symbols, tuple(symbols), merges, pieces, ids))
+        return traces
+
+    def _split_special(
+        self,
+        text: str,
+        allowed_special: Collection[str] | Literal["all"],
+        disallowed_special: Collection[str] | Literal["all"],
+    ) -> Iterator[tuple[str, bool]]:
+        """Yield (chunk, is_special): the text cut at its allowed special tokens, after
+        checking it holds no disallowed one (see ``encode``)."""
         if not isinstance(text, str):
-            raise TokenizerError(f"encode expects a str, got {type(text).__name__}")
+            raise TokenizerError(f"text must be a str, got {type(text).__name__}")
         allowed = set(self.special_tokens) if allowed_special == "all" else set(allowed_special)
         unknown = allowed - set(self.special_tokens)
         if unknown:
@@ -272,15 +373,12 @@ class Tokenizer:
                     f"disallowed_special=() to encode it as plain text"
                 )
         if not allowed:
-            return self.encode_ordinary(text)
+            yield text, False
+            return
         splitter = regex.compile("(" + "|".join(regex.escape(s) for s in sorted(allowed)) + ")")
-        ids: list[int] = []
         for i, chunk in enumerate(splitter.split(text)):
-            if i % 2:
-                ids.append(self.special_tokens[chunk])
-            elif chunk:
-                ids.extend(self.encode_ordinary(chunk))
-        return ids
+            if i % 2 or chunk:
+                yield chunk, bool(i % 2)
 
     def decode_bytes(self, ids: Iterable[int]) -> bytes:
         """The raw bytes of a sequence of ids (may end in the middle of a UTF-8 character)."""
