@@ -27,3 +27,9 @@ class CheckpointError(GPT2LabError, ValueError):
 
 class ContextLengthError(UsageError):
     """A prompt (plus the tokens to generate) longer than the model's context window."""
+
+
+def check_index(what: str, value: object, size: float) -> None:
+    """Raise UsageError unless ``value`` is an integer in [0, size): a layer, head, neuron..."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
+        raise UsageError(f"{what} must be an integer in [0, {size}), got {value!r}")

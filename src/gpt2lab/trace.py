@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .errors import UsageError
+from .errors import UsageError, check_index
 from .hooks import DERIVED, HookFn, Hooks, describe, layer_of, resolve_names, step_names
 from .model import causal_mask
 
@@ -162,12 +162,12 @@ class Trace(Mapping[str, Tensor]):
         for per-head steps, unless ``head`` picks one), a column per channel, key or token."""
         import pandas as pd
 
-        value = self[name][batch].float()
+        value = self[name][batch].float().cpu()
         positions = [f"{t} {tok!r}" for t, tok in enumerate(self.tokens(batch))]
         if value.dim() == 3:  # [H, T, D or S]: per-head step
             n_head = value.shape[0]
             if head is not None:
-                _check_index("head", head, n_head)
+                check_index("head", head, n_head)
                 return self._frame_2d(value[head], positions, name)
             frames = [self._frame_2d(value[h], positions, name) for h in range(n_head)]
             return pd.concat(frames, keys=[f"head {h}" for h in range(n_head)])
@@ -224,11 +224,6 @@ def _in_ram(value: Tensor | Path | None) -> bool:
 def _sheet_name(name: str) -> str:
     """Excel allows 31 characters: blocks.11.attn.hook_masked_scores -> b11.attn.masked_scores"""
     return name.replace("blocks.", "b").replace("hook_", "")[:31]
-
-
-def _check_index(what: str, value: int, size: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:
-        raise UsageError(f"{what} must be an integer in [0, {size}), got {value!r}")
 
 
 # --- running --------------------------------------------------------------------------------
@@ -419,7 +414,7 @@ def ablate_head(layer: int, head: int, how: Literal["zero", "mean"] = "zero") ->
     prompt's positions (``how="mean"``), before W_O mixes the heads."""
 
     def fn(z: Tensor, _name: str) -> Tensor:  # [B, H, T, D]
-        _check_index("head", head, z.shape[1])
+        check_index("head", head, z.shape[1])
         z = z.clone()
         z[:, head] = _ablate(z[:, head], how, dim_positions=1)
         return z
@@ -440,7 +435,7 @@ def scale_neuron(layer: int, neuron: int, factor: float) -> Edit:
     """Multiply one MLP neuron's activation (after GELU) by ``factor`` (0 switches it off)."""
 
     def fn(post: Tensor, _name: str) -> Tensor:  # [B, T, 4C]
-        _check_index("neuron", neuron, post.shape[-1])
+        check_index("neuron", neuron, post.shape[-1])
         post = post.clone()
         post[..., neuron] *= factor
         return post
