@@ -80,18 +80,41 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
     tok = get_tokenizer()
     ids = tok.encode(args.text, allowed_special="all")
     tokens = [tok.id_to_token(i) for i in ids]
+    traces = tok.trace(args.text, allowed_special="all") if args.trace else None
     if args.json:
-        print(json.dumps({"ids": ids, "tokens": tokens}, ensure_ascii=False))
+        result: dict = {"ids": ids, "tokens": tokens}
+        if traces is not None:
+            result["trace"] = [t.to_dict() for t in traces]
+        print(json.dumps(result, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
+    console = Console()
+    if traces is not None:
+        # Text(...) everywhere: a token such as "[b]" must print as itself, not as rich markup.
+        for t in traces:
+            what = "special token" if t.special else f"{len(t.merges)} merges"
+            table = Table(title=Text(f"{t.word!r} -> {t.symbols}  ({what})"), title_justify="left")
+            for col in ("step", "rank", "pair merged", "parts"):
+                table.add_column(col, justify="right" if col in ("step", "rank") else "left")
+            table.add_row("start", "", "", Text(" ".join(t.start)))
+            for n, m in enumerate(t.merges, 1):
+                table.add_row(
+                    str(n), str(m.rank), Text(" + ".join(m.pair)), Text(" ".join(m.parts))
+                )
+            table.add_section()
+            pieces = "  ".join(f"{piece}={i}" for piece, i in zip(t.pieces, t.ids))
+            table.add_row("ids", "", "", Text(pieces))
+            console.print(table)
+        return
     table = Table(title=f"{len(ids)} tokens")
     for col in ("#", "token", "id", "bytes"):
         table.add_column(col, justify="right" if col in ("#", "id") else "left")
     for n, (i, token) in enumerate(zip(ids, tokens)):
         table.add_row(str(n), token, str(i), repr(tok.token_bytes(i)))
-    Console().print(table)
+    console.print(table)
 
 
 def cmd_info(args: argparse.Namespace) -> None:
@@ -117,6 +140,54 @@ def cmd_info(args: argparse.Namespace) -> None:
     for name, count in rows.items():
         params.add_row(name, f"{count:,}", f"{100 * count / total:.1f}%")
     console.print(params)
+
+
+def cmd_steps(args: argparse.Namespace) -> None:
+    from .inspect_view import render_steps, step_table
+
+    config = None
+    if args.model is not None:
+        from .weights import load
+
+        config = load(args.model).config
+    steps = step_table(config, args.layer)
+    if args.json:
+        print(json.dumps([vars(step) for step in steps], ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    where = "{L} = block" if args.layer is None else f"block {args.layer}"
+    sizes = "" if args.model is None else f", sizes of {args.model}"
+    render_steps(steps, Console(), f"named steps in forward order ({where}{sizes})")
+
+
+def cmd_inspect(args: argparse.Namespace) -> None:
+    from .generate import SamplingSettings
+    from .inspect_view import inspect_prompt, render_inspection
+
+    given = {
+        flag: getattr(args, flag)
+        for flag in ("temperature", "top_k", "top_p", "seed")
+        if getattr(args, flag) is not None
+    }
+    sampling = SamplingSettings(**given) if args.sampling or given else None
+    model = _load(args)
+    result = inspect_prompt(
+        model,
+        args.prompt,
+        layer=args.layer,
+        head=args.head,
+        step=args.step,
+        top=args.top,
+        target=args.target,
+        sampling=sampling,
+    )
+    if args.json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+        return
+    from rich.console import Console
+
+    render_inspection(result, Console())
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -226,13 +297,58 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tokenize", help="show each token of a text, its id and its bytes")
     p.add_argument("text")
-    p.add_argument("--json", action="store_true", help='print {"ids": [...], "tokens": [...]}')
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ids": [...], "tokens": [...]} (with --trace also "trace": [...])',
+    )
+    p.add_argument(
+        "--trace",
+        action="store_true",
+        help="show how BPE built each word: its bytes, every merge with its rank, then the ids",
+    )
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("info", help="print a model's config and parameter counts by component")
     _add_model(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("steps", help="list the named steps of the forward pass: shape, formula")
+    p.add_argument(
+        "--model", default=None, help="fill in this model's sizes (default: symbols, no model)"
+    )
+    p.add_argument("--layer", type=int, default=None, help="full names for this block")
+    p.add_argument("--json", action="store_true", help="print a list of {name, shape, formula}")
+    p.set_defaults(func=cmd_steps)
+
+    p = sub.add_parser(
+        "inspect",
+        help="look inside one forward pass: tokens, next tokens, logit lens, attention, a step",
+    )
+    p.add_argument("prompt")
+    _add_model(p)
+    p.add_argument("--layer", type=int, default=0, help="block whose attention is shown")
+    p.add_argument("--head", type=int, default=0, help="attention head shown (and of --step)")
+    p.add_argument(
+        "--step", help="also show this step's values, e.g. blocks.0.hook_resid_mid (see `steps`)"
+    )
+    p.add_argument(
+        "--top", type=int, default=5, help="tokens per list: next, lens, sampling (default: 5)"
+    )
+    p.add_argument(
+        "--target",
+        help="a single-token text (' park') whose rank the lens shows; 'next': each next token",
+    )
+    p.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    p.add_argument(
+        "--sampling", action="store_true", help="show how the next token is sampled, stage by stage"
+    )
+    p.add_argument("--temperature", type=float, default=None, help="(implies --sampling)")
+    p.add_argument("--top-k", type=int, default=None, help="(implies --sampling)")
+    p.add_argument("--top-p", type=float, default=None, help="(implies --sampling)")
+    p.add_argument("--seed", type=int, default=None, help="(implies --sampling)")
+    p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser(
         "convert", help="write any loadable model as a Hugging Face folder (safetensors)"
