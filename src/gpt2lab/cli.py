@@ -184,10 +184,17 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     )
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
-        return
-    from rich.console import Console
+    else:
+        from rich.console import Console
 
-    render_inspection(result, Console())
+        render_inspection(result, Console())
+    if args.html is not None:
+        from .viz.html import write_html
+
+        patterns = model.run_with_cache(args.prompt, "blocks.*.attn.hook_pattern")
+        path = write_html(result, args.html, overview=patterns)
+        # with --json, stdout holds the JSON alone
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -341,6 +348,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a single-token text (' park') whose rank the lens shows; 'next': each next token",
     )
     p.add_argument("--json", action="store_true", help="print everything as one JSON object")
+    p.add_argument(
+        "--html",
+        metavar="PATH",
+        type=Path,
+        help="also write it all as one self-contained HTML file (no network needed to open it)",
+    )
     p.add_argument(
         "--sampling", action="store_true", help="show how the next token is sampled, stage by stage"
     )

@@ -102,6 +102,11 @@ def describe(name: str) -> Step:
     raise UsageError(f"unknown step {name!r}; `gpt2lab steps` lists them")
 
 
+def short_name(name: str) -> str:
+    """A narrow label for tables: blocks.3.hook_resid_post -> b3.resid_post"""
+    return name.replace("blocks.", "b").replace("hook_", "")
+
+
 def layer_of(name: str) -> int | None:
     """The block a step belongs to (``blocks.3.…`` -> 3), or None for steps outside blocks."""
     parts = name.split(".")

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import UsageError, check_index
-from .hooks import STEPS, Step, describe
+from .hooks import STEPS, Step, describe, short_name
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,6 +125,11 @@ class Inspection:
             else self.sampling.to_dict() | {"chosen_token": self.sampled_token},
         }
 
+    def _repr_html_(self) -> str:
+        from .viz.html import inspection_html
+
+        return inspection_html(self, standalone=False)
+
 
 def _json_numbers(values: Tensor) -> list:
     """Nested lists for strict JSON: -inf (masked attention scores) and NaN become null."""
@@ -224,15 +229,10 @@ def _next_table(ins: Inspection) -> Table:
     return table
 
 
-def _short(name: str) -> str:
-    """blocks.3.hook_resid_post -> b3.resid_post: the lens's row labels stay narrow."""
-    return name.replace("blocks.", "b").replace("hook_", "")
-
-
 def _lens_tables(lens: LogitLens) -> list[Table]:
     """The top token and its probability at every point and position; with a target, also its
     rank there."""
-    short = {point: _short(point) for point in lens.points}
+    short = {point: short_name(point) for point in lens.points}
     title = "logit lens: the most likely next token if the model stopped at each point"
     tables = [_frame_table(title, lens.to_frame("top").rename(index=short))]
     if lens.target_rank is not None:

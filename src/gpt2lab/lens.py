@@ -115,6 +115,11 @@ class LogitLens:
             else [[None if math.isnan(p) else p for p in row] for row in prob.tolist()],
         }
 
+    def _repr_html_(self) -> str:
+        from .viz.html import lens_html
+
+        return lens_html(self)
+
 
 def lens_points(n_layer: int, points: str = "all") -> list[str]:
     """The residual-stream steps the lens reads, in order: blocks.0.hook_resid_pre, then each

@@ -28,7 +28,16 @@ import torch
 from torch import Tensor
 
 from .errors import UsageError, check_index
-from .hooks import DERIVED, HookFn, Hooks, describe, layer_of, resolve_names, step_names
+from .hooks import (
+    DERIVED,
+    HookFn,
+    Hooks,
+    describe,
+    layer_of,
+    resolve_names,
+    short_name,
+    step_names,
+)
 from .model import causal_mask
 
 if TYPE_CHECKING:
@@ -140,6 +149,11 @@ class Trace(Mapping[str, Tensor]):
     def __repr__(self) -> str:
         return f"Trace({len(self)} steps, ids {list(self.ids.shape)})"
 
+    def _repr_html_(self) -> str:
+        from .viz.html import trace_html
+
+        return trace_html(self)
+
     @property
     def nbytes(self) -> int:
         """Memory held by the values kept in RAM (not those on disk, nor unread hook_probs)."""
@@ -223,7 +237,7 @@ def _in_ram(value: Tensor | Path | None) -> bool:
 
 def _sheet_name(name: str) -> str:
     """Excel allows 31 characters: blocks.11.attn.hook_masked_scores -> b11.attn.masked_scores"""
-    return name.replace("blocks.", "b").replace("hook_", "")[:31]
+    return short_name(name)[:31]
 
 
 # --- running --------------------------------------------------------------------------------

@@ -1,4 +1,10 @@
-"""Matplotlib figures. Each function returns a Figure; ``fig.savefig(path)`` writes PNG or SVG."""
+"""Matplotlib figures. Each function takes a library result and returns a Figure; ``save(fig,
+path)`` writes it as PNG or SVG.
+
+The figures draw what the library computed (``Inspection``, ``Trace``, ``LogitLens``,
+``Attribution``, ``WordMap``, ``PositionMap``, a run's loss.csv) and compute nothing new, so a
+test can read the plotted data back and compare it with the library's values.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +18,23 @@ import matplotlib
 matplotlib.use("Agg")  # files, not windows: works on machines with no display
 
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from ..errors import UsageError, check_index
+from ..hooks import short_name
+from . import PROBABILITY_COLOURS, ink
 
 if TYPE_CHECKING:
-    import numpy as np
     from matplotlib.axes import Axes
     from matplotlib.transforms import Bbox
     from torch import Tensor
 
     from ..embeddings import PositionMap, WordMap
+    from ..inspect_view import Inspection
+    from ..lens import Attribution, LogitLens
+    from ..trace import Trace
 
 
 def read_loss_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -127,6 +141,201 @@ def position_embedding_map(result: PositionMap, title: str | None = None) -> Fig
     _pca_axes(ax, result.explained, title)
     ends = [0, len(xy) - 1]
     _label_points(ax, xy[ends], [str(result.positions[i]) for i in ends])
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+# --- saving -----------------------------------------------------------------------------------
+def save(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
+    """Write ``fig`` as PNG or SVG, by the file's extension, creating its folder.
+
+    The files carry no date, software version or random ids, so redrawing an unchanged figure
+    rewrites the same bytes and committed images change only when the picture does.
+    """
+    path = Path(path)
+    kind = path.suffix.lower()
+    if kind not in (".png", ".svg"):
+        raise UsageError(f"save writes .png or .svg files, got {path.name!r}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {"Software": None} if kind == ".png" else {"Date": None, "Creator": None}
+    with plt.rc_context({"svg.hashsalt": "gpt2lab"}):
+        fig.savefig(path, dpi=dpi, metadata=metadata, bbox_inches="tight")
+    return path
+
+
+# --- one forward pass -------------------------------------------------------------------------
+def _token_labels(tokens: Sequence[str]) -> list[str]:
+    """Tokens as repr()s, so that spaces and newlines show: ' moves', '\\n'."""
+    return [repr(token) for token in tokens]
+
+
+# Tick labels written at a slant, ending under their tick; "$" in a token is not mathtext.
+_SLANTED = {"rotation": 35, "ha": "right", "rotation_mode": "anchor", "parse_math": False}
+
+
+def next_token_bars(ins: Inspection) -> Figure:
+    """The most likely next tokens after the prompt (``inspect_prompt``) as horizontal bars of
+    their probabilities, most likely at the top."""
+    labels = _token_labels(ins.next_tokens)
+    fig, ax = plt.subplots(figsize=(6, 0.4 * len(labels) + 1.4))
+    bars = ax.barh(range(len(labels)), ins.next_probs, color="tab:blue")
+    ax.bar_label(bars, fmt="%.3f", padding=3)
+    ax.set_yticks(range(len(labels)), labels, parse_math=False)
+    ax.invert_yaxis()
+    ax.set_xlim(0, min(1.0, max(ins.next_probs) * 1.25))
+    ax.set_xlabel("probability")
+    ax.set_title(f"next token after {ins.tokens[-1]!r}", parse_math=False)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def logit_lens_grid(lens: LogitLens, title: str | None = None) -> Figure:
+    """The logit lens as a grid: a row per point of the residual stream (forward order, top to
+    bottom), a column per position; each cell names the top token, coloured by its
+    probability."""
+    probs = lens.top_probs[:, :, 0].numpy()
+    n_points, n_positions = probs.shape
+    fig, ax = plt.subplots(figsize=(1.0 * n_positions + 2.8, 0.42 * n_points + 1.8))
+    image = ax.imshow(probs, cmap=PROBABILITY_COLOURS, vmin=0, vmax=1, aspect="auto")
+    for p, row in enumerate(lens.top_tokens):
+        for t, top in enumerate(row):
+            style = {"ha": "center", "va": "center", "fontsize": 8, "parse_math": False}
+            ax.text(t, p, repr(top[0]), color=ink(probs[p, t]), **style)
+    fig.colorbar(image, ax=ax, label="probability of the top token")
+    ax.set_xticks(range(n_positions), _token_labels(lens.tokens), **_SLANTED)
+    ax.set_yticks(range(n_points), [short_name(point) for point in lens.points])
+    ax.set_xlabel("position (the input token there)")
+    ax.set_title(title or "logit lens: the most likely next token at each point")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def rank_lines(lens: LogitLens, position: int | None = None, title: str | None = None) -> Figure:
+    """The target token's rank at each point of the lens (``logit_lens(..., target=...)``): a
+    line per position that has a target, or only ``position``.
+
+    The y axis is rank + 1 on a log scale with 1 (the top token) at the top, so a token that
+    climbs from rank 3000 to rank 0 climbs up the page.
+    """
+    if lens.target_rank is None or lens.target_ids is None:
+        raise UsageError("this lens tracks no target token; pass target= to logit_lens")
+    n_positions = len(lens.tokens)
+    if position is not None:
+        check_index("position", position, n_positions)
+    wanted = range(n_positions) if position is None else [position]
+    shown = [t for t in wanted if lens.target_ids[t] >= 0]
+    if not shown:
+        raise UsageError(f"no target token at position {position}")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    steps = range(len(lens.points))
+    for t in shown:
+        label = f"{t} {lens.tokens[t]!r}"
+        ax.plot(steps, lens.target_rank[:, t].numpy() + 1, "o-", label=label, markersize=3)
+    ax.set_yscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))  # 1000, not 10³
+    ax.invert_yaxis()
+    ax.set_xticks(steps, [short_name(point) for point in lens.points], **_SLANTED)
+    ax.set_ylabel("rank of the target + 1 (1: the top token)")
+    ax.set_title(title or "rank of the target token at each point")
+    ax.grid(alpha=0.3)
+    legend = ax.legend(title="position", fontsize=8)
+    for text in legend.get_texts():
+        text.set_parse_math(False)
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def _pattern(trace: Trace, layer: int, batch: int) -> np.ndarray:
+    """Block ``layer``'s attention pattern [H, T, T], keys after the query masked (the model
+    cannot look there, so they show blank rather than as a probability of 0)."""
+    value = trace[f"blocks.{layer}.attn.hook_pattern"][batch].float().cpu().numpy()
+    future = np.triu(np.ones(value.shape[-2:], dtype=bool), k=1)
+    return np.ma.masked_array(value, np.broadcast_to(future, value.shape))
+
+
+def attention_heatmap(trace: Trace, layer: int, head: int, *, batch: int = 0) -> Figure:
+    """Head ``head`` of block ``layer``: how much each query position (row) attends to each key
+    position (column), from a trace that kept ``blocks.{layer}.attn.hook_pattern``."""
+    check_index("layer", layer, trace.config.n_layer)
+    check_index("head", head, trace.config.n_head)
+    check_index("batch", batch, trace.ids.shape[0])
+    pattern = _pattern(trace, layer, batch)[head]
+    labels = _token_labels(trace.tokens(batch))
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(0.6 * n + 2.6, 0.6 * n + 1.6))
+    image = ax.imshow(pattern, cmap=PROBABILITY_COLOURS, vmin=0, vmax=1)
+    if n <= 16:  # beyond that the numbers no longer fit in their cells
+        for q, k in zip(*np.tril_indices(n)):
+            value = pattern[q, k]
+            ax.text(k, q, f"{value:.2f}", ha="center", va="center", fontsize=7, color=ink(value))
+    fig.colorbar(image, ax=ax, label="attention weight")
+    ax.set_xticks(range(n), labels, **_SLANTED)
+    ax.set_yticks(range(n), labels, parse_math=False)
+    ax.set_xlabel("key (attended to)")
+    ax.set_ylabel("query")
+    ax.set_title(f"attention of head {head} in block {layer}")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def attention_overview(trace: Trace, *, batch: int = 0) -> Figure:
+    """Every head of every block as a small heatmap: a row per block, a column per head, from a
+    trace that kept ``blocks.*.attn.hook_pattern``. Axes are in forward order, so
+    ``fig.axes[layer * n_head + head]`` shows that head."""
+    check_index("batch", batch, trace.ids.shape[0])
+    n_layer, n_head = trace.config.n_layer, trace.config.n_head
+    patterns = [_pattern(trace, layer, batch) for layer in range(n_layer)]
+    fig, axes = plt.subplots(
+        n_layer, n_head, figsize=(1.1 * n_head + 0.6, 1.1 * n_layer + 0.6), squeeze=False
+    )
+    for layer, row in enumerate(axes):
+        for head, ax in enumerate(row):
+            ax.imshow(patterns[layer][head], cmap=PROBABILITY_COLOURS, vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if layer == 0:
+                ax.set_title(f"head {head}", fontsize=9)
+            if head == 0:
+                ax.set_ylabel(f"block {layer}", fontsize=9)
+    fig.suptitle("attention of every head (rows: queries, columns: keys)")
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def attribution_bars(attribution: Attribution, *, top: int | None = 20) -> Figure:
+    """Direct logit attribution (``direct_logit_attribution``) as horizontal bars, largest at
+    the top: the ``top`` components of largest magnitude (None: all), and one bar for the sum
+    of the rest, so that the bars add up to the logit."""
+    values = attribution.values.numpy()
+    labels = list(attribution.labels)
+    colours = ["tab:blue" if v >= 0 else "tab:red" for v in values]
+    if top is not None and top < len(values):
+        if top < 1:
+            raise UsageError(f"top must be a positive integer or None, got {top!r}")
+        kept = np.argsort(-np.abs(values), kind="stable")[:top]
+        rest = np.setdiff1d(np.arange(len(values)), kept)
+        labels = [labels[i] for i in kept] + [f"{len(rest)} others"]
+        colours = [colours[i] for i in kept] + ["0.6"]
+        values = np.append(values[kept], values[rest].sum())
+    order = np.argsort(-values, kind="stable")
+    fig, ax = plt.subplots(figsize=(7, 0.28 * len(values) + 1.4))
+    ax.barh(range(len(order)), values[order], color=[colours[i] for i in order])
+    ax.set_yticks(range(len(order)), [labels[i] for i in order], fontsize=8)
+    ax.invert_yaxis()
+    ax.axvline(0, color="0.3", linewidth=0.8)
+    ax.set_xlabel("contribution to the logit")
+    ax.set_title(
+        f"logit of {attribution.token_text!r} at position {attribution.position} = "
+        f"{attribution.logit:.2f}, by component",
+        parse_math=False,
+    )
+    ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
     plt.close(fig)
     return fig

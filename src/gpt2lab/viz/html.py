@@ -1,0 +1,327 @@
+"""Self-contained HTML views of one forward pass, for ``gpt2lab inspect --html`` and Jupyter.
+
+Everything is inline: the CSS in a <style> element, tables with coloured cells, figures as PNG
+data URIs. There is no script and no link to another file, font or web address, so a report
+opens offline, from a USB stick. The views draw library results (``Inspection``, ``LogitLens``,
+``Trace``) and compute nothing of their own.
+
+    write_html(inspect_prompt(model, "Mike is quick. He moves"), "report.html")
+    lens            # in Jupyter, a LogitLens, Trace or Inspection shows itself as these tables
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+from . import PROBABILITY_COLOURS, ink
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+    from ..generate import SamplingExplanation
+    from ..inspect_view import Inspection, StepValues
+    from ..lens import LogitLens
+    from ..trace import Trace
+
+# Every rule is scoped to .gpt2lab, so that a view inside a Jupyter page restyles nothing else.
+_CSS = """
+.gpt2lab { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
+  color: #1b1b1b; font-size: 14px; line-height: 1.4; }
+.gpt2lab h1 { font-size: 20px; margin: 0.2em 0; }
+.gpt2lab h2 { font-size: 16px; margin: 1.2em 0 0.3em; }
+.gpt2lab p { margin: 0.3em 0; }
+.gpt2lab .note { color: #555; font-size: 12px; max-width: 40em; }
+.gpt2lab table { border-collapse: collapse; margin: 0.3em 0 0.8em; font-size: 12px; }
+.gpt2lab th, .gpt2lab td { border: 1px solid #d8d8d8; padding: 2px 6px; text-align: left; }
+.gpt2lab th { background: #f3f3f3; font-weight: 600; }
+.gpt2lab td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.gpt2lab td.cell { text-align: center; min-width: 3.5em; }
+.gpt2lab td.off { background: #fafafa; }
+.gpt2lab .tok { font-family: ui-monospace, "SF Mono", Menlo, Consolas, monospace;
+  white-space: pre; }
+.gpt2lab .p { display: block; font-size: 10px; opacity: 0.85; }
+.gpt2lab .bar { display: inline-block; height: 10px; background: #3b78b5; }
+.gpt2lab img { max-width: 100%; height: auto; }
+.gpt2lab details summary { cursor: pointer; }
+.gpt2lab .side { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
+"""
+
+
+# --- pieces -----------------------------------------------------------------------------------
+def _tok(text: str) -> str:
+    """A token as its repr(), so that spaces and newlines show: ' moves', '\\n'."""
+    return f'<span class="tok">{escape(repr(text))}</span>'
+
+
+def _colour(value: float) -> str:
+    """The background of a cell for ``value`` in [0, 1], from the figures' colour map."""
+    import matplotlib
+    from matplotlib.colors import to_hex
+
+    return to_hex(matplotlib.colormaps[PROBABILITY_COLOURS](value))
+
+
+def _cell(value: float, body: str, title: str = "") -> str:
+    """A table cell coloured by ``value`` in [0, 1], its text readable on that colour."""
+    hint = f' title="{escape(title)}"' if title else ""
+    style = f"background:{_colour(value)};color:{ink(value)}"
+    return f'<td class="cell" style="{style}"{hint}>{body}</td>'
+
+
+def _row(*cells: str) -> str:
+    return "<tr>" + "".join(cells) + "</tr>"
+
+
+def _header(*names: str) -> str:
+    return _row(*(f"<th>{name}</th>" for name in names))
+
+
+def _table(kind: str, rows: Sequence[str]) -> str:
+    return f'<table class="{kind}">' + "".join(rows) + "</table>"
+
+
+def _side(*blocks: str) -> str:
+    """Blocks side by side, wrapping to a new line when the window is too narrow."""
+    return '<div class="side">' + "\n".join(f"<div>{block}</div>" for block in blocks) + "</div>"
+
+
+def _png(fig: Figure, alt: str) -> str:
+    """A figure as an <img> whose PNG is inside the page."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _document(body: str, title: str) -> str:
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>{escape(title)}</title>\n<style>{_CSS}</style>\n</head>\n"
+        f'<body>\n<div class="gpt2lab">\n{body}\n</div>\n</body>\n</html>\n'
+    )
+
+
+def _fragment(body: str) -> str:
+    """A view for a page that already has its <head> (Jupyter): the style travels inside."""
+    return f'<div class="gpt2lab"><style>{_CSS}</style>{body}</div>'
+
+
+# --- the logit lens ---------------------------------------------------------------------------
+# A rank's colour fades over 5 decades: log10 of GPT-2's 50,257 tokens is 4.7.
+_RANK_DECADES = 5
+
+
+def _lens_tables(lens: LogitLens) -> str:
+    from ..hooks import short_name
+
+    header = _header("", *(_tok(token) for token in lens.tokens))
+    rows = []
+    for point, tokens, probs in zip(lens.points, lens.top_tokens, lens.top_probs.tolist()):
+        cells = []
+        for top, p in zip(tokens, probs):
+            body = f'{_tok(top[0])}<span class="p">{p[0]:.2f}</span>'
+            cells.append(_cell(p[0], body, ", ".join(f"{t!r} {q:.3f}" for t, q in zip(top, p))))
+        rows.append(_row(f"<th>{escape(short_name(point))}</th>", *cells))
+    top = (
+        "<h2>Logit lens</h2>\n"
+        '<p class="note">The most likely next token if the model stopped at each point (rows), '
+        f"by position (columns). Hover for the top {lens.top_ids.shape[-1]}.</p>\n"
+        + _table("lens-top", [header, *rows])
+    )
+    if lens.target_rank is None:
+        return top
+    rows = []
+    for point, ranks in zip(lens.points, lens.target_rank.tolist()):
+        cells = [
+            '<td class="cell off">–</td>'
+            if rank < 0
+            else _cell(1 - min(1.0, math.log10(rank + 1) / _RANK_DECADES), str(rank))
+            for rank in ranks
+        ]
+        rows.append(_row(f"<th>{escape(short_name(point))}</th>", *cells))
+    rank = (
+        "<h2>Rank of the target token</h2>\n"
+        '<p class="note">0: the top token; –: no target there.</p>\n'
+        + _table("lens-rank", [header, *rows])
+    )
+    return _side(top, rank)
+
+
+def lens_html(lens: LogitLens) -> str:
+    """The logit lens as HTML tables (top token and probability; the target's rank), for
+    Jupyter (``LogitLens._repr_html_``)."""
+    return _fragment(_lens_tables(lens))
+
+
+# --- a trace ----------------------------------------------------------------------------------
+def trace_html(trace: Trace, *, top: int = 5) -> str:
+    """A summary of a trace for Jupyter: its tokens, the ``top`` next tokens after the first
+    prompt, and the steps it kept with their shapes and formulas (folded)."""
+    from ..hooks import describe
+
+    tokens = trace.tokens(0)
+    probs, ids = trace.probs[0, -1].topk(min(top, trace.probs.shape[-1]))
+    decode = trace.tokenizer.decode if trace.tokenizer is not None else None
+    nexts = [decode([i]) if decode else str(i) for i in ids.tolist()]
+    steps = [_header("step", "shape", "formula")]
+    for name in trace:
+        # hook_probs is computed on first use; its shape is the logits' without computing it
+        shape = trace.logits.shape if name == "hook_probs" else trace[name].shape
+        steps.append(
+            _row(
+                f'<td class="tok">{escape(name)}</td>',
+                f"<td>{list(shape)}</td>",
+                f"<td>{escape(describe(name).formula)}</td>",
+            )
+        )
+    batch, n_tokens = trace.ids.shape
+    body = [
+        f"<p><b>Trace</b> of {len(trace)} steps: {batch} prompt(s) of {n_tokens} tokens</p>",
+        "<p>" + " ".join(_tok(token) for token in tokens) + "</p>",
+        "<p>next: "
+        + ", ".join(f"{_tok(t)} {p:.3f}" for t, p in zip(nexts, probs.tolist()))
+        + "</p>",
+        f"<details><summary>{len(trace)} steps</summary>",
+        _table("steps", steps),
+        "</details>",
+    ]
+    return _fragment("\n".join(body))
+
+
+# --- gpt2lab inspect --------------------------------------------------------------------------
+def _tokens_section(ins: Inspection) -> str:
+    rows = [
+        _row("<th>#</th>", *(f'<td class="num">{t}</td>' for t in range(len(ins.ids)))),
+        _row("<th>token</th>", *(f"<td>{_tok(token)}</td>" for token in ins.tokens)),
+        _row("<th>id</th>", *(f'<td class="num">{i}</td>' for i in ins.ids)),
+    ]
+    return f"<h2>{len(ins.ids)} tokens</h2>\n" + _table("tokens", rows)
+
+
+def _next_section(ins: Inspection) -> str:
+    rows = [_header("token", "id", "p", "")]
+    for token, i, p in zip(ins.next_tokens, ins.next_ids, ins.next_probs):
+        bar = f'<span class="bar" style="width:{200 * p:.1f}px"></span>'
+        rows.append(
+            _row(
+                f"<td>{_tok(token)}</td>",
+                f'<td class="num">{i}</td>',
+                f'<td class="num">{p:.3f}</td>',
+                f'<td style="width:205px">{bar}</td>',
+            )
+        )
+    return f"<h2>Next token after {_tok(ins.tokens[-1])}</h2>\n" + _table("next", rows)
+
+
+def _attention_section(ins: Inspection, overview: Trace | None) -> str:
+    pattern = ins.attention.to_numpy()
+    rows = [_header("query \\ key", *(_tok(token) for token in ins.tokens))]
+    for q, (token, weights) in enumerate(zip(ins.tokens, pattern)):
+        cells = [
+            _cell(w, f"{w:.2f}") if k <= q else '<td class="cell off"></td>'
+            for k, w in enumerate(weights.tolist())
+        ]
+        rows.append(_row(f"<th>{_tok(token)}</th>", *cells))
+    chosen = (
+        f"<h2>Attention of head {ins.head} in block {ins.layer}</h2>\n"
+        '<p class="note">Row: the query position; column: the key it attends to. Keys after '
+        "the query are hidden from it.</p>\n" + _table("attention", rows)
+    )
+    if overview is None:
+        return chosen
+    from .plots import attention_overview
+
+    if overview.ids.shape[0] != 1 or overview.ids[0].tolist() != ins.ids:
+        raise UsageError("the overview trace must be of the inspected prompt alone")
+    picture = _png(attention_overview(overview), "attention of every head")
+    return _side(chosen, f"<h2>Every head</h2>\n{picture}")
+
+
+def _step_section(step: StepValues) -> str:
+    from ..inspect_view import STEP_COLUMNS
+
+    frame = step.frame.iloc[:, :STEP_COLUMNS]
+    more = frame.shape[1] < step.frame.shape[1]
+    rows = [_header("", *(escape(str(c)) for c in frame.columns), *(["…"] if more else []))]
+    for label, values in frame.iterrows():
+        cells = [f'<td class="num">{v:.3f}</td>' for v in values.tolist()]
+        rows.append(_row(f"<th>{escape(str(label))}</th>", *cells, *(["<td>…</td>"] * more)))
+    which = "" if step.head is None else f", head {step.head}"
+    return (
+        f'<h2><span class="tok">{escape(step.name)}</span></h2>\n'
+        f"<p>shape {list(step.values.shape)}{which}: {escape(step.formula)}</p>\n"
+        + _table("step", rows)
+    )
+
+
+def _sampling_section(ex: SamplingExplanation, chosen: str | None) -> str:
+    s = ex.settings
+    rows = [_header("token", "id", "logit", "logit/T", "p before", "top-k", "top-p", "final p")]
+    for r in ex.rows:
+        rows.append(
+            _row(
+                f"<td>{_tok(r.token if r.token is not None else str(r.token_id))}</td>",
+                f'<td class="num">{r.token_id}</td>',
+                f'<td class="num">{r.logit:.3f}</td>',
+                f'<td class="num">{r.scaled_logit:.3f}</td>',
+                f'<td class="num">{r.prob_before:.3f}</td>',
+                f"<td>{'kept' if r.kept_top_k else 'cut'}</td>",
+                f"<td>{'kept' if r.kept_top_p else 'cut'}</td>",
+                f'<td class="num">{r.prob:.3f}</td>',
+            )
+        )
+    return (
+        "<h2>Sampling the next token</h2>\n"
+        f"<p>temperature {s.temperature}, top-k {s.top_k or 'off'}, top-p {s.top_p or 'off'}, "
+        f"seed {s.seed}</p>\n"
+        + _table("sampling", rows)
+        + f"\n<p>top-k keeps {ex.kept_top_k} tokens, top-p {ex.effective_k} (the effective k), "
+        f"{ex.mass_kept:.1%} of the probability; chosen: id {ex.chosen} "
+        f"{_tok(chosen or str(ex.chosen))} (p {ex.chosen_prob:.3f})</p>"
+    )
+
+
+def _inspection_body(ins: Inspection, overview: Trace | None) -> str:
+    parts = [
+        "<h1>gpt2lab inspect</h1>",
+        f'<p class="tok">{escape("".join(ins.tokens))}</p>',
+        _side(_tokens_section(ins), _next_section(ins)),
+        _lens_tables(ins.lens),
+        _attention_section(ins, overview),
+    ]
+    if ins.step is not None:
+        parts.append(_step_section(ins.step))
+    if ins.sampling is not None:
+        parts.append(_sampling_section(ins.sampling, ins.sampled_token))
+    return "\n".join(parts)
+
+
+def inspection_html(
+    ins: Inspection, *, overview: Trace | None = None, standalone: bool = True
+) -> str:
+    """Everything ``gpt2lab inspect`` shows, as HTML: tokens, next tokens, the logit lens, the
+    attention of the chosen head, the step and the sampling lab if asked for.
+
+    ``overview``: a trace of the same prompt that kept ``blocks.*.attn.hook_pattern`` adds a
+    picture of every head. ``standalone``: a whole document (True) or a <div> for a page that
+    has one already, such as a Jupyter notebook.
+    """
+    body = _inspection_body(ins, overview)
+    if not standalone:
+        return _fragment(body)
+    return _document(body, f"gpt2lab inspect: {''.join(ins.tokens)}")
+
+
+def write_html(ins: Inspection, path: str | Path, *, overview: Trace | None = None) -> Path:
+    """Write ``inspection_html(ins, overview=overview)`` to ``path`` as one UTF-8 file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(inspection_html(ins, overview=overview), encoding="utf-8")
+    return path
