@@ -394,6 +394,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out-dir")
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
+
+    from .web.cli import add_serve_parser
+
+    add_serve_parser(sub)
     return parser
 
 

@@ -1,0 +1,97 @@
+"""`gpt2lab serve`: the web app on a local port. ``add_serve_parser`` adds the command to the
+``gpt2lab`` parser; the app itself is ``gpt2lab.web.app.create_app``."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import sys
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be in [1, 65535], got {port}")
+    return port
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: localhost, 127.0.0.0/8, ::1."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        return False
+
+
+def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``serve`` (``--model`` repeatable, ``--host``, ``--port``, limits)."""
+    from ..cli import DEFAULT_MODEL, FALLBACK_MODEL
+
+    p = subparsers.add_parser(
+        "serve", help="open the model as a notebook in the browser (a local web app)"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help=f"a model to serve: {FALLBACK_MODEL} (bundled), a folder or a Hub id; repeat the "
+        f"flag to serve several (default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} when that cannot "
+        "be had). Requests can only pick among these",
+    )
+    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default: 127.0.0.1, this machine only). Another address "
+        "makes the app reachable from the network, with no login: use it only on purpose",
+    )
+    p.add_argument("--port", type=_port, default=8000, help="(default: 8000)")
+    p.add_argument("--max-prompt-tokens", type=_positive, default=1024, help="(default: 1024)")
+    p.add_argument(
+        "--max-new-tokens", type=_positive, default=256, help="per request (default: 256)"
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=_positive,
+        default=2,
+        help="model computations at once; more requests wait (default: 2)",
+    )
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    from ..cli import DEFAULT_MODEL, _load
+    from .app import create_app
+
+    models = {}
+    for name in args.model or [None]:
+        one = argparse.Namespace(model=name, device=args.device)
+        model = _load(one)  # with no --model: gpt2, or tiny (then one.model says so)
+        models[one.model or DEFAULT_MODEL] = model
+    app = create_app(
+        models,
+        max_prompt_tokens=args.max_prompt_tokens,
+        max_new_tokens=args.max_new_tokens,
+        max_concurrent=args.max_concurrent,
+    )
+    if not is_loopback(args.host):
+        print(
+            f"gpt2lab: warning: listening on {args.host}, so other machines can reach this "
+            "app; it has no login",
+            file=sys.stderr,
+        )
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    print(f"gpt2lab: serving {', '.join(models)} at http://{host}:{args.port}/", flush=True)
+    print("gpt2lab: press Ctrl-C to stop", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
