@@ -395,8 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train_flags(p)
     p.set_defaults(func=cmd_train)
 
+    from .evals.cli import add_eval_parser
     from .web.cli import add_serve_parser
 
+    add_eval_parser(sub)
     add_serve_parser(sub)
     return parser
 
