@@ -25,7 +25,8 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _add_model(p: argparse.ArgumentParser) -> None:
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """--model and --device, as every command that runs a model takes them."""
     p.add_argument(
         "--model",
         default=None,
@@ -35,7 +36,8 @@ def _add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
 
 
-def _load(args: argparse.Namespace) -> GPT2:
+def load_model_arg(args: argparse.Namespace) -> GPT2:
+    """The model ``--model`` names; with none, gpt2, or the bundled tiny (saying so) offline."""
     from .errors import ModelNotFoundError
     from .weights import load
 
@@ -56,7 +58,7 @@ def _load(args: argparse.Namespace) -> GPT2:
 
 # --- commands ---------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> None:
-    model = _load(args)
+    model = load_model_arg(args)
     print(args.prompt, end="", flush=True)
     pieces = model.generate_text(
         args.prompt,
@@ -118,7 +120,7 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
 
 
 def cmd_info(args: argparse.Namespace) -> None:
-    model = _load(args)
+    model = load_model_arg(args)
     rows = model.parameter_counts()
     if args.json:
         print(json.dumps({"model": args.model, "config": vars(model.config), "parameters": rows}))
@@ -171,7 +173,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         if getattr(args, flag) is not None
     }
     sampling = SamplingSettings(**given) if args.sampling or given else None
-    model = _load(args)
+    model = load_model_arg(args)
     result = inspect_prompt(
         model,
         args.prompt,
@@ -181,6 +183,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         top=args.top,
         target=args.target,
         sampling=sampling,
+        all_heads=args.html is not None,
     )
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -191,8 +194,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     if args.html is not None:
         from .viz.html import write_html
 
-        patterns = model.run_with_cache(args.prompt, "blocks.*.attn.hook_pattern")
-        path = write_html(result, args.html, overview=patterns)
+        path = write_html(result, args.html)
         # with --json, stdout holds the JSON alone
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
 
@@ -287,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("generate", help="continue a prompt, streaming the new text")
     p.add_argument("prompt")
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("--max-new-tokens", type=_positive_int, default=50)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
@@ -317,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tokenize)
 
     p = sub.add_parser("info", help="print a model's config and parameter counts by component")
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
 
@@ -334,7 +336,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="look inside one forward pass: tokens, next tokens, logit lens, attention, a step",
     )
     p.add_argument("prompt")
-    _add_model(p)
+    add_model_args(p)
     p.add_argument("--layer", type=int, default=0, help="block whose attention is shown")
     p.add_argument("--head", type=int, default=0, help="attention head shown (and of --step)")
     p.add_argument(

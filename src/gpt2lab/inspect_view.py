@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from .generate import SamplingExplanation, SamplingSettings
     from .lens import LogitLens
     from .model import GPT2
+    from .trace import Trace
 
 STEP_COLUMNS = 8  # channels of a step shown in the terminal; --json has them all
 _EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
@@ -100,6 +101,7 @@ class Inspection:
     step: StepValues | None
     sampling: SamplingExplanation | None
     sampled_token: str | None  # the text of ``sampling.chosen``
+    patterns: Trace | None = None  # every head's pattern (``all_heads=True``), for an overview
 
     def to_dict(self) -> dict:
         return {
@@ -149,9 +151,11 @@ def inspect_prompt(
     top: int = 5,
     target: str | None = None,
     sampling: SamplingSettings | None = None,
+    all_heads: bool = False,
 ) -> Inspection:
     """Run ``model`` once on ``prompt``, keeping only the steps shown: the residual stream for
-    the logit lens, the attention pattern of block ``layer``, and ``step`` if given."""
+    the logit lens, the attention pattern of block ``layer`` (of every block with
+    ``all_heads``), and ``step`` if given."""
     import torch
 
     from .generate import explain_sampling
@@ -163,8 +167,9 @@ def inspect_prompt(
     if isinstance(top, bool) or not isinstance(top, int) or not 1 <= top <= config.vocab_size:
         raise UsageError(f"top must be an integer in [1, {config.vocab_size}], got {top!r}")
     pattern = f"blocks.{layer}.attn.hook_pattern"
+    all_patterns = ["blocks.*.attn.hook_pattern"] if all_heads else []
     names = [*lens_points(config.n_layer, "post"), pattern]
-    trace = model.run_with_cache(prompt, [*names, *([step] if step else [])])
+    trace = model.run_with_cache(prompt, [*names, *all_patterns, *([step] if step else [])])
     last = trace.logits[0, -1]
     probs, ids = torch.topk(torch.softmax(last.float(), dim=-1), top)
     shown = explained = None
@@ -188,6 +193,7 @@ def inspect_prompt(
         step=shown,
         sampling=explained,
         sampled_token=None if explained is None else model.tokenizer.decode([explained.chosen]),
+        patterns=trace if all_heads else None,
     )
 
 

@@ -23,7 +23,7 @@ def _count(text: str) -> int:
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``eval`` command to ``gpt2lab``'s subparsers; returns its parser."""
-    from ..cli import _add_model
+    from ..cli import add_model_args
 
     p = subparsers.add_parser(
         "eval",
@@ -33,7 +33,7 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
         "report.json beside the paper's Table 3.",
     )
     p.add_argument("task", choices=[*TASKS, "paper"])
-    _add_model(p)
+    add_model_args(p)
     p.add_argument(
         "--limit", type=_count, help="only the first N passages / questions / sliding windows"
     )
@@ -103,12 +103,12 @@ def _print_table(title: str, results: list[Result]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from ..cli import DEFAULT_MODEL, _load
+    from ..cli import DEFAULT_MODEL, load_model_arg
 
     if args.json and not Path(args.json).resolve().parent.is_dir():  # fail now, not after hours
         raise UsageError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
-    model = _load(args)
-    name = args.model or DEFAULT_MODEL  # _load names the fallback when it had to use one
+    model = load_model_arg(args)
+    name = args.model or DEFAULT_MODEL  # load_model_arg names the fallback when it had to use one
     settings = _settings(args)
     if args.task == "paper":
         from .paper import run_paper

@@ -310,10 +310,11 @@ def inspection_html(
     attention of the chosen head, the step and the sampling lab if asked for.
 
     ``overview``: a trace of the same prompt that kept ``blocks.*.attn.hook_pattern`` adds a
-    picture of every head. ``standalone``: a whole document (True) or a <div> for a page that
-    has one already, such as a Jupyter notebook.
+    picture of every head (default: ``ins.patterns``, which ``inspect_prompt(all_heads=True)``
+    keeps). ``standalone``: a whole document (True) or a <div> for a page that has one already,
+    such as a Jupyter notebook.
     """
-    body = _inspection_body(ins, overview)
+    body = _inspection_body(ins, ins.patterns if overview is None else overview)
     if not standalone:
         return _fragment(body)
     return _document(body, f"gpt2lab inspect: {''.join(ins.tokens)}")

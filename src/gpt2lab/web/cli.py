@@ -71,13 +71,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from ..cli import DEFAULT_MODEL, _load
+    from ..cli import DEFAULT_MODEL, load_model_arg
     from .app import create_app
 
     models = {}
     for name in args.model or [None]:
         one = argparse.Namespace(model=name, device=args.device)
-        model = _load(one)  # with no --model: gpt2, or tiny (then one.model says so)
+        model = load_model_arg(one)  # with no --model: gpt2, or tiny (then one.model says so)
         models[one.model or DEFAULT_MODEL] = model
     app = create_app(
         models,
