@@ -91,7 +91,8 @@ def as_hooks(edits: Edits) -> Hooks:
 
 
 @contextmanager
-def _inference(model: GPT2) -> Iterator[None]:
+def inference(model: GPT2) -> Iterator[None]:
+    """Eval mode (no dropout) and no gradients, restoring the model's mode afterwards."""
     was_training = model.training
     model.eval()
     try:
@@ -285,7 +286,7 @@ def run_with_hooks(model: GPT2, prompt: PromptLike, edits: Edits = None) -> Tens
     """Logits [B, T, V] of a forward pass with the edits applied (no gradients, eval mode)."""
     hooks = as_hooks(edits)
     hooks.check(model.config)
-    with _inference(model):
+    with inference(model):
         return model(prompt_batch(model, prompt), hooks=hooks)
 
 
@@ -312,7 +313,7 @@ def run_with_cache(
         if name not in DERIVED:
             hooks.add(name, keep)
     ids = prompt_batch(model, prompt)
-    with _inference(model):
+    with inference(model):
         logits = model(ids, hooks=hooks)
     values = keep.values
     if "hook_probs" in wanted:
@@ -349,7 +350,7 @@ class Paused:
             )
         hooks = as_hooks(self.edits).add(self.name, lambda _v, _n: new)
         start, x = _start_from(self.model, self.name, self.trace._values)
-        with _inference(self.model):
+        with inference(self.model):
             return _run(self.model, self.ids, hooks, start, x)
 
 
@@ -393,7 +394,7 @@ def run_to(
     hooks.add(target, stop)
     ids = prompt_batch(model, prompt)
     try:
-        with _inference(model):
+        with inference(model):
             model(ids, hooks=hooks)
     except _StopAt as stopped:
         value = stopped.args[0].clone()
@@ -570,7 +571,7 @@ def activation_patching(
         )
     n_layer, T = model.config.n_layer, bad.ids.shape[1]
     raw = torch.empty(n_layer, T)
-    with _inference(model):
+    with inference(model):
         for layer in range(n_layer):
             name = f"blocks.{layer}.{step}"
             x = bad[f"blocks.{layer}.hook_resid_pre"]

@@ -24,6 +24,8 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import UsageError
+from ..model import causal_mask
+from ..trace import inference
 
 if TYPE_CHECKING:
     from ..model import GPT2
@@ -90,8 +92,11 @@ def _score_batch(
     cols = cols.to(device)
     targets = ids[rows, cols + 1]
     is_first = torch.cat([torch.arange(n) == 0 for _, n in batch]).to(device)
-    last_block = f"blocks.{model.config.n_layer - 1}.hook_resid_post"
-    hidden = model.run_to(ids, last_block).value[rows, cols]  # [N, C]
+    T = ids.shape[1]
+    positions = torch.arange(T, device=device).expand_as(ids)
+    with inference(model):
+        x = model.run_blocks(model.embed(ids, positions), causal_mask(T, 0, None, device))
+    hidden = x[rows, cols]  # [N, C]: the last block's output where a scored token is predicted
     logprobs, greedy = [], []
     for start in range(0, len(hidden), UNEMBED_CHUNK):
         part = slice(start, start + UNEMBED_CHUNK)
