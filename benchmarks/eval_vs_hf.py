@@ -20,11 +20,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from twins import twin_models  # benchmarks/ is on sys.path when a script runs
 
 import gpt2lab
 from gpt2lab.evals import detokenize, score, sliding_windows
@@ -46,12 +45,7 @@ def main() -> None:
     c = gpt2lab.preset(args.preset)
     context = args.context or c.n_positions
     stride = args.stride or context // 2
-    torch.manual_seed(0)
-    hf_config = GPT2Config(n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head)
-    hf = GPT2LMHeadModel(hf_config).eval()
-    with tempfile.TemporaryDirectory() as folder:
-        hf.save_pretrained(folder)
-        ours = gpt2lab.load(folder)
+    hf, ours = twin_models(args.preset)
     lines = read_lines(find("wikitext-2/test"))
     text = "\n".join(detokenize("wikitext", line) for line in lines) + "\n"
     ids = ours.tokenizer.encode_ordinary(text)

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from twins import twin_models  # benchmarks/ is on sys.path when a script runs
 
 import gpt2lab
 
@@ -33,11 +32,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     c = gpt2lab.preset(args.preset)
-    torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head)).eval()
-    with tempfile.TemporaryDirectory() as folder:
-        hf.save_pretrained(folder)
-        ours = gpt2lab.load(folder)
+    hf, ours = twin_models(args.preset)
     prompt = torch.randint(0, c.vocab_size, (1, args.prompt_tokens))
 
     def run_hf() -> list[int]:

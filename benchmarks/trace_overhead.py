@@ -17,12 +17,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
 import torch
-from transformers import GPT2Config, GPT2LMHeadModel
+from twins import twin_models  # benchmarks/ is on sys.path when a script runs
 
 import gpt2lab
 from gpt2lab.hooks import Hooks
@@ -38,11 +37,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     c = gpt2lab.preset(args.preset)
-    torch.manual_seed(0)
-    hf = GPT2LMHeadModel(GPT2Config(n_embd=c.n_embd, n_layer=c.n_layer, n_head=c.n_head)).eval()
-    with tempfile.TemporaryDirectory() as folder:
-        hf.save_pretrained(folder)
-        model = gpt2lab.load(folder).eval()
+    hf, model = twin_models(args.preset)
     ids = torch.randint(0, c.vocab_size, (1, args.tokens))
     kept: list[int] = []
 

@@ -29,6 +29,14 @@ def make_hf_model(folder: Path, seed: int = 0, **config: int):
 
 
 @pytest.fixture(scope="session")
+def tiny():
+    """The bundled trained model (read-only: no test changes its weights)."""
+    import gpt2lab
+
+    return gpt2lab.load("tiny")
+
+
+@pytest.fixture(scope="session")
 def small_hf(tmp_path_factory):
     """(transformers model, its saved folder) for a 2-layer, 64-wide GPT-2 with the real vocab."""
     folder = tmp_path_factory.mktemp("small_hf")

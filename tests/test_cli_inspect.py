@@ -8,18 +8,12 @@ import json
 import pytest
 import torch
 
-import gpt2lab
 from gpt2lab.cli import main
 from gpt2lab.generate import SamplingSettings, explain_sampling
 from gpt2lab.hooks import STEPS, layer_of, step_names
 from gpt2lab.lens import lens_points, logit_lens
 
 PROMPT = "Mike is quick. He moves"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

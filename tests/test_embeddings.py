@@ -202,11 +202,6 @@ def test_real_gpt2_positions_lie_mostly_in_a_plane(real_wpe):
 
 
 # --- the bundled tiny model -------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
-
-
 # Measured: " cat" is the nearest token to " dog" (cosine 0.855), " boy" the nearest to " girl"
 # (0.785); the test asks only for the top 5, so that a retrained tiny still passes.
 @pytest.mark.parametrize(("word", "neighbour"), [(" dog", "Ġcat"), (" girl", "Ġboy")])

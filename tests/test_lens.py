@@ -26,11 +26,6 @@ def small():
     return gpt2lab.GPT2(config, tokenizer=gpt2lab.get_tokenizer()).eval()
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
-
-
 def read_out_by_hand(model, x):
     """ln_final written out with its gain and bias, then the tied unembedding. [T, C] -> [T, V]"""
     ln = model.transformer.ln_f

@@ -18,11 +18,6 @@ from gpt2lab.weights import BUNDLED_MODELS
 CARD = BUNDLED_MODELS / "tiny" / "MODEL_CARD.md"
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
-
-
 def test_loads_offline_with_the_gpt2_tokenizer(tiny):
     assert tiny.config.vocab_size == 50257
     assert tiny.transformer.wte.weight.dtype == torch.float32

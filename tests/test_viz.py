@@ -8,18 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import gpt2lab
 from gpt2lab.errors import UsageError
 from gpt2lab.inspect_view import inspect_prompt
 from gpt2lab.lens import direct_logit_attribution, lens_points, logit_lens
 from gpt2lab.viz import plots
 
 PROMPT = "Mike is quick. He moves"
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
 
 
 @pytest.fixture(scope="module")

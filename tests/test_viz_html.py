@@ -10,7 +10,6 @@ from html.parser import HTMLParser
 import pytest
 import torch
 
-import gpt2lab
 from gpt2lab.cli import main
 from gpt2lab.errors import UsageError
 from gpt2lab.generate import SamplingSettings, explain_sampling
@@ -80,11 +79,6 @@ def assert_self_contained(text: str, page: Page) -> None:
         for name in ("src", "href"):
             if attrs.get(name) is not None:
                 assert attrs[name].startswith("data:"), (tag, attrs[name][:40])
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 
-import gpt2lab
 from gpt2lab.errors import UsageError
 from gpt2lab.generate import SamplingSettings, explain_sampling
 from gpt2lab.hooks import step_names
@@ -25,11 +24,6 @@ from gpt2lab.web.app import create_app
 PROMPT = "Mike is quick. He moves"
 MAX_PROMPT_TOKENS = 64
 MAX_NEW_TOKENS = 16
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 import torch
 
-import gpt2lab
 from gpt2lab.trace import ablate_head
 from gpt2lab.web.app import create_app
 
@@ -48,11 +47,6 @@ def pct(p: float) -> str:
 def quote(text: str) -> str:
     """A token as the page writes it (JSON.stringify)."""
     return json.dumps(text, ensure_ascii=False)
-
-
-@pytest.fixture(scope="module")
-def tiny():
-    return gpt2lab.load("tiny")
 
 
 @pytest.fixture(scope="module")
