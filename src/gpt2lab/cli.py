@@ -34,17 +34,41 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         f"a Hub id (default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} when that cannot be had)",
     )
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="weights and activations (default: float32); bfloat16 is about 1.5x faster on CPUs "
+        "with AVX-512 BF16 or AMX",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="int8 weights, one scale per output channel: about 2x faster decoding on CPU",
+    )
+
+
+DTYPES = ("float32", "bfloat16", "float16")
 
 
 def load_model_arg(args: argparse.Namespace) -> GPT2:
     """The model ``--model`` names; with none, gpt2, or the bundled tiny (saying so) offline."""
+    import torch
+
     from .errors import ModelNotFoundError
     from .weights import load
 
+    dtype = getattr(args, "dtype", None)
+    options = {
+        "device": args.device,
+        "dtype": getattr(torch, dtype) if dtype else None,
+        "quantize": getattr(args, "quantize", None),
+    }
     if args.model is not None:
-        return load(args.model, device=args.device)
+        return load(args.model, **options)
     try:
-        return load(DEFAULT_MODEL, device=args.device)
+        return load(DEFAULT_MODEL, **options)
     except ModelNotFoundError as e:
         print(
             f"gpt2lab: {DEFAULT_MODEL} is not available ({e}).\n"
@@ -53,7 +77,7 @@ def load_model_arg(args: argparse.Namespace) -> GPT2:
             file=sys.stderr,
         )
         args.model = FALLBACK_MODEL
-        return load(FALLBACK_MODEL, device=args.device)
+        return load(FALLBACK_MODEL, **options)
 
 
 # --- commands ---------------------------------------------------------------------------------

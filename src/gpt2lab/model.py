@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import fast
 from .config import GPT2Config
 from .errors import ContextLengthError, UsageError
 from .hooks import Hooks, hook
@@ -276,6 +277,8 @@ class GPT2(nn.Module):
                 "ln_f": LayerNorm(config.n_embd, config.layer_norm_epsilon, "ln_final"),
             }
         )
+        self.fast_path = True  # inference without hooks runs gpt2lab.fast; False: always the steps
+        self.quantized: str | None = None  # "int8" after quantize("int8")
         if not any(p.is_meta for p in self.parameters()):
             self.init_weights()
 
@@ -301,8 +304,14 @@ class GPT2(nn.Module):
         pos = hook(hooks, "hook_pos_embed", self.transformer.wpe(positions))
         return F.dropout(tok + pos, self.config.dropout, self.training)
 
+    def uses_fast_path(self, hooks: Hooks | None) -> bool:
+        """Inference with nothing traced or edited runs the fused kernels of gpt2lab.fast."""
+        return hooks is None and self.fast_path and not self.training
+
     def unembed(self, x: Tensor, hooks: Hooks | None = None) -> Tensor:
         """logits = ln_f(x) @ W_Eᵀ: the output layer is the (tied) token embedding. -> [B, T, V]"""
+        if self.uses_fast_path(hooks):
+            return fast.unembed(self, x)
         logits = self.transformer.ln_f(x, hooks) @ self.transformer.wte.weight.T
         return hook(hooks, "hook_logits", logits)
 
@@ -339,6 +348,28 @@ class GPT2(nn.Module):
         ``positions`` [B, T]: position ids; default cached..cached+T-1 (padding shifts them).
         ``hooks``: functions to read or replace named steps (see gpt2lab.hooks, gpt2lab.trace).
         """
+        x = self.hidden_states(
+            ids, cache=cache, attention_mask=attention_mask, positions=positions, hooks=hooks
+        )
+        if targets is not None:
+            h = self.transformer.ln_f(x, hooks)
+            return next_token_loss(h, self.transformer.wte.weight, targets)
+        return self.unembed(x, hooks)
+
+    def hidden_states(
+        self,
+        ids: Tensor,
+        *,
+        cache: KVCache | None = None,
+        attention_mask: Tensor | None = None,
+        positions: Tensor | None = None,
+        hooks: Hooks | None = None,
+    ) -> Tensor:
+        """The residual stream after the last block [B, T, C], before ln_f (see ``forward``).
+
+        In eval mode with no hooks this runs gpt2lab.fast (the same math, fused kernels);
+        otherwise every named step in turn.
+        """
         if ids.dtype not in (torch.int64, torch.int32) or ids.dim() != 2:
             raise UsageError(
                 f"ids must be an integer tensor [batch, seq]; got {ids.dtype} {list(ids.shape)}"
@@ -351,15 +382,14 @@ class GPT2(nn.Module):
             )
         if positions is None:
             positions = torch.arange(n_past, n_past + T, device=ids.device).expand(B, T)
-        allowed = causal_mask(T, n_past, attention_mask, ids.device)
         x = self.embed(ids, positions, hooks)
-        x = self.run_blocks(x, allowed, cache, hooks)
+        if self.uses_fast_path(hooks):
+            x = fast.run_blocks(self, x, cache, attention_mask)
+        else:
+            x = self.run_blocks(x, causal_mask(T, n_past, attention_mask, ids.device), cache, hooks)
         if cache is not None:
             cache.advance(T)
-        if targets is not None:
-            h = self.transformer.ln_f(x, hooks)
-            return next_token_loss(h, self.transformer.wte.weight, targets)
-        return self.unembed(x, hooks)
+        return x
 
     # --- conveniences -------------------------------------------------------------------------
     def new_cache(self, batch: int, max_len: int | None = None) -> KVCache:
@@ -419,6 +449,15 @@ class GPT2(nn.Module):
         from .trace import run_to
 
         return run_to(self, prompt, name, names, **kwargs)
+
+    def quantize(self, method: str = "int8") -> GPT2:
+        """Round the weight matrices to int8 per output channel, in place; returns the model.
+
+        The fast path then reads one byte per weight (see gpt2lab.fast); the named steps compute
+        with the same rounded values, so traces show the quantized model.
+        """
+        fast.quantize_model(self, method)
+        return self
 
     def save(self, path: str | Path) -> Path:
         """Write a Hugging Face compatible folder (config.json, model.safetensors, tokenizer)."""

@@ -125,12 +125,15 @@ def load(
     *,
     device: str | torch.device | None = None,
     dtype: torch.dtype | None = None,
+    quantize: str | None = None,
 ) -> GPT2:
     """Load a GPT-2 with its tokenizer (``model.tokenizer``), in eval mode.
 
     ``name_or_path``: a Hugging Face model folder (config.json + model.safetensors or
     pytorch_model.bin), an OpenAI TensorFlow checkpoint folder (model.ckpt.* + hparams.json),
     or a Hugging Face Hub id such as ``gpt2`` or ``openai-community/gpt2-medium``.
+    ``dtype``: of weights and activations (default float32). ``quantize="int8"``: round the
+    weight matrices to int8 (see GPT2.quantize).
     """
     folder = resolve(name_or_path)
     if is_hf_folder(folder):
@@ -142,7 +145,8 @@ def load(
             f"{folder} is not a model folder: expected config.json + model.safetensors "
             "(Hugging Face) or model.ckpt.index + hparams.json (OpenAI)"
         )
-    return build_model(config, state, _tokenizer_for(folder, config), device=device, dtype=dtype)
+    model = build_model(config, state, _tokenizer_for(folder, config), device=device, dtype=dtype)
+    return model if quantize is None else model.quantize(quantize)
 
 
 def save_pretrained(model: GPT2, path: str | Path) -> Path:

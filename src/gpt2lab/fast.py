@@ -1,0 +1,241 @@
+"""The fast path: model.py's forward pass, fused for inference, used whenever no step is traced.
+
+Same math as the named steps, in fewer and bigger kernels:
+
+    x ─F.layer_norm─▶ one matmul for q,k,v ─▶ scaled_dot_product_attention ─▶ matmul (+x)
+      ─F.layer_norm─▶ matmul ─F.gelu(tanh)─▶ matmul (+x)
+
+scaled_dot_product_attention never stores the [T, S] pattern (flash attention on CPU and GPU),
+and keys/values go into the model's preallocated KVCache. Each weight matrix is read in the form
+its kernel reads fastest (``kernel_for``):
+
+- float32 (and anything on a GPU): the parameter itself, [in, out], one addmm;
+- bfloat16/float16 on a CPU: a copy prepacked for oneDNN (about 2x faster matrix-vector products
+  than PyTorch's plain bf16 path on our machines);
+- ``model.quantize("int8")``: one signed byte per weight and one scale per output channel,
+  multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs.
+
+Prepacked and int8 copies are made on first use and remade when a parameter changes (PyTorch
+counts in-place writes in ``tensor._version``). ``model.fast_path = False`` turns this path off;
+tests/test_fast.py holds it equal to the named-step path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .model import GPT2, KVCache
+
+Kernel = Callable[[Tensor], Tensor]  # [N, in] -> [N, out]
+QUANTIZATIONS = ("int8",)
+
+
+# --- int8 weights -----------------------------------------------------------------------------
+def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
+    """Symmetric int8 per output channel: W[o, :] ≈ q[o, :] · s[o], s = max|W[o, :]| / 127.
+
+    ``weight`` is [out, in]; returns q (int8 [out, in]) and s (bfloat16 [out], the dtype the
+    int8 kernel multiplies in). Idempotent: quantizing q · s again gives q and s back.
+    """
+    w = weight.detach().float()
+    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).to(torch.bfloat16)
+    q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    return q, scale
+
+
+def dequantize_int8(q: Tensor, scale: Tensor) -> Tensor:
+    """q · s per output channel, in float32. [out, in]"""
+    return q.float() * scale.float()[:, None]
+
+
+@torch.no_grad()
+def quantize_model(model: GPT2, method: str) -> None:
+    """Round every weight matrix (and the tied embedding) to int8 per output channel, in place.
+
+    The float parameters then hold exactly the rounded values, so the named-step path, traces and
+    saved files compute with the same weights as the int8 kernels of the fast path.
+    """
+    if method not in QUANTIZATIONS:
+        raise UsageError(f"quantize must be one of {', '.join(QUANTIZATIONS)}; got {method!r}")
+    for name, p in model.named_parameters():
+        if p.dim() != 2 or name.endswith("wpe.weight"):
+            continue  # position embeddings are added, not multiplied: they stay as they are
+        out_in = p if name.endswith("wte.weight") else p.t()  # the unembedding's rows are tokens
+        deq = dequantize_int8(*quantize_int8(out_in)).to(p.dtype)
+        p.copy_(deq if name.endswith("wte.weight") else deq.t())
+    model.quantized = method
+
+
+# --- kernels ----------------------------------------------------------------------------------
+class Dense:
+    """y = x @ W + b with W [in, out] used as it is: one addmm (autograd works)."""
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        self.weight, self.bias = weight, bias
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.bias is None:
+            return x @ self.weight
+        return torch.addmm(self.bias, x, self.weight)
+
+
+class Prepacked:
+    """y = x @ W + b through oneDNN with W prepacked once into its blocked layout (CPU, bf16/fp16).
+
+    Inference only: the packed copy has no gradient.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        self.packed = torch.ops.mkldnn._reorder_linear_weight(weight.t().contiguous(), 1)
+        self.bias = bias
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
+
+
+class Int8:
+    """y = (x @ qᵀ) · s + b with q int8 [out, in]: torch's weight-only int8 kernel (CPU).
+
+    The kernel multiplies in bfloat16; activations of other dtypes are cast around it.
+    """
+
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        self.q, self.scale = quantize_int8(weight.t())
+        self.bias = bias
+
+    def __call__(self, x: Tensor) -> Tensor:
+        y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.q, self.scale)
+        y = y.to(x.dtype)
+        return y if self.bias is None else y.add_(self.bias)
+
+
+def _prepacking_works(dtype: torch.dtype) -> bool:
+    mkldnn = torch.ops.mkldnn
+    if dtype == torch.bfloat16:
+        return bool(mkldnn._is_mkldnn_bf16_supported())
+    return dtype == torch.float16 and bool(mkldnn._is_mkldnn_fp16_supported())
+
+
+def kernel_for(weight: Tensor, bias: Tensor | None, quantized: str | None) -> Kernel:
+    """The fastest kernel for y = x @ W + b, W [in, out] (see the module docstring)."""
+    on_cpu = weight.device.type == "cpu"
+    if quantized == "int8" and on_cpu:
+        return Int8(weight, bias)
+    if on_cpu and weight.dtype in (torch.bfloat16, torch.float16) and _prepacking_works(
+        weight.dtype
+    ):
+        return Prepacked(weight, bias)
+    return Dense(weight, bias)
+
+
+# --- the model's weights, in kernel form ------------------------------------------------------
+@dataclass
+class LayerKernels:
+    ln_1: tuple[Tensor, Tensor]
+    c_attn: Kernel
+    attn_proj: Kernel
+    ln_2: tuple[Tensor, Tensor]
+    c_fc: Kernel
+    mlp_proj: Kernel
+
+
+@dataclass
+class FastWeights:
+    key: tuple
+    layers: list[LayerKernels]
+    ln_f: tuple[Tensor, Tensor]
+    unembed: Kernel
+
+
+def _key(model: GPT2, packed: bool) -> tuple:
+    """Changes when any parameter is replaced or written in place, or the mode changes."""
+    versions = tuple((p.data_ptr(), p._version) for p in model.parameters())
+    return (packed, model.quantized, versions)
+
+
+def fast_weights(model: GPT2) -> FastWeights:
+    """The model's weights as kernels, made once and remade after any parameter changes.
+
+    With gradients enabled every kernel is Dense (the parameters themselves), so autograd works.
+    """
+    packed = not torch.is_grad_enabled()
+    key = _key(model, packed)
+    cached: FastWeights | None = model.__dict__.get("_fast_weights")
+    if cached is not None and cached.key == key:
+        return cached
+
+    def make(linear: torch.nn.Module) -> Kernel:
+        if not packed:
+            return Dense(linear.weight, linear.bias)
+        return kernel_for(linear.weight.detach(), linear.bias.detach(), model.quantized)
+
+    t = model.transformer
+    layers = [
+        LayerKernels(
+            ln_1=(b.ln_1.weight, b.ln_1.bias),
+            c_attn=make(b.attn.c_attn),
+            attn_proj=make(b.attn.c_proj),
+            ln_2=(b.ln_2.weight, b.ln_2.bias),
+            c_fc=make(b.mlp.c_fc),
+            mlp_proj=make(b.mlp.c_proj),
+        )
+        for b in t.h
+    ]
+    wte = t.wte.weight
+    unembed = Dense(wte.t(), None)
+    if packed:
+        unembed = kernel_for(wte.detach().t(), None, model.quantized)
+    weights = FastWeights(key, layers, (t.ln_f.weight, t.ln_f.bias), unembed)
+    model.__dict__["_fast_weights"] = weights
+    return weights
+
+
+# --- the forward pass -------------------------------------------------------------------------
+def run_blocks(
+    model: GPT2, x: Tensor, cache: KVCache | None, attention_mask: Tensor | None
+) -> Tensor:
+    """The residual stream after every block [B, T, C], for the embeddings x [B, T, C].
+
+    ``cache``: keys/values of earlier positions; this call's are written into it.
+    ``attention_mask`` [B, S]: False for padding keys (as in GPT2.forward).
+    """
+    from .model import causal_mask
+
+    config = model.config
+    B, T, C = x.shape
+    H, D, eps = config.n_head, config.head_dim, config.layer_norm_epsilon
+    n_past = cache.length if cache is not None else 0
+    # The common cases need no mask tensor: a fresh causal prompt, or one new token seeing all.
+    is_causal = attention_mask is None and n_past == 0 and T > 1
+    mask = None
+    if not is_causal and (attention_mask is not None or T > 1):
+        mask = causal_mask(T, n_past, attention_mask, x.device)
+    weights = fast_weights(model)
+    h = x.reshape(B * T, C)
+    for layer, w in enumerate(weights.layers):
+        qkv = w.c_attn(F.layer_norm(h, (C,), *w.ln_1, eps)).view(B, T, 3, H, D)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, D] each
+        if cache is not None:
+            k, v = cache.update(layer, k, v)
+        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        h = h + w.attn_proj(z.transpose(1, 2).reshape(B * T, C))
+        mlp_in = F.layer_norm(h, (C,), *w.ln_2, eps)
+        h = h + w.mlp_proj(F.gelu(w.c_fc(mlp_in), approximate="tanh"))
+    return h.view(B, T, C)
+
+
+def unembed(model: GPT2, x: Tensor) -> Tensor:
+    """logits = ln_f(x) @ W_Eᵀ. [..., C] -> [..., V]"""
+    weights = fast_weights(model)
+    C = x.shape[-1]
+    h = F.layer_norm(x.reshape(-1, C), (C,), *weights.ln_f, model.config.layer_norm_epsilon)
+    return weights.unembed(h).view(*x.shape[:-1], -1)
