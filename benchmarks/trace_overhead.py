@@ -6,8 +6,10 @@ alternate so that none gets a warmer machine; the median of each counts.
 
     python benchmarks/trace_overhead.py [--tokens 1024] [--repeats 5]
 
-Prints, as ratios to gpt2lab's plain forward pass (``model(ids)``, no hooks):
-- transformers' forward pass (the plain pass costs nothing for having named steps);
+Prints, as ratios to gpt2lab's plain forward pass through the named steps with no hooks (what a
+trace adds to; ``model.fast_path = False``):
+- the fast path (``model(ids)`` in eval mode with no hooks: gpt2lab.fast), the default;
+- transformers' forward pass;
 - the forward pass with every hook site live but no function at any of them;
 - ``run_with_cache`` keeping every named step (the target: at most 1.5x);
 - ``run_with_cache`` keeping only the attention patterns.
@@ -38,12 +40,19 @@ def main() -> None:
 
     c = gpt2lab.preset(args.preset)
     hf, model = twin_models(args.preset)
+    model.fast_path = False  # a trace runs the named steps: compare with them (and the fast path)
     ids = torch.randint(0, c.vocab_size, (1, args.tokens))
     kept: list[int] = []
 
     def plain() -> None:
         with torch.no_grad():
             model(ids)
+
+    def fast() -> None:
+        with torch.no_grad():
+            model.fast_path = True
+            model(ids)
+            model.fast_path = False
 
     def transformers() -> None:
         with torch.no_grad():
@@ -61,7 +70,8 @@ def main() -> None:
         model.run_with_cache(ids, "blocks.*.attn.hook_pattern")
 
     runs: dict[str, Callable[[], None]] = {
-        "plain forward (gpt2lab)": plain,
+        "plain forward, named steps": plain,
+        "fast path (gpt2lab.fast)": fast,
         "transformers forward": transformers,
         "hook sites live, no hooks": empty_hooks,
         "run_with_cache, every step": trace_all,
@@ -75,7 +85,7 @@ def main() -> None:
             start = time.perf_counter()
             run()
             times[name].append(time.perf_counter() - start)
-    base = statistics.median(times["plain forward (gpt2lab)"])
+    base = statistics.median(times["plain forward, named steps"])
     print(
         f"{args.preset}, {args.tokens} tokens, float32, {args.threads} threads, "
         f"median of {args.repeats}; a full trace keeps {kept[-1] / 1e9:.2f} GB"

@@ -105,15 +105,23 @@ class Prepacked:
 class Int8:
     """y = (x @ qᵀ) · s + b with q int8 [out, in]: torch's weight-only int8 kernel (CPU).
 
-    The kernel multiplies in bfloat16; activations of other dtypes are cast around it.
+    That kernel is made for a few rows at a time (decoding). For many rows (a prompt), turning q
+    into bfloat16 once and running one matrix multiply is several times faster. Both multiply in
+    bfloat16; activations of other dtypes are cast around them.
     """
+
+    MANY_ROWS = 32
 
     def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
         self.q, self.scale = quantize_int8(weight.t())
         self.bias = bias
 
     def __call__(self, x: Tensor) -> Tensor:
-        y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.q, self.scale)
+        x16 = x.to(torch.bfloat16)
+        if x.shape[0] >= self.MANY_ROWS:
+            y = F.linear(x16, self.q.to(torch.bfloat16) * self.scale[:, None])
+        else:
+            y = torch.ops.aten._weight_int8pack_mm(x16, self.q, self.scale)
         y = y.to(x.dtype)
         return y if self.bias is None else y.add_(self.bias)
 

@@ -102,7 +102,7 @@ class SamplingSettings:
     def sample(self, logits: Tensor, generator: torch.Generator | None) -> Tensor:
         """Next token for each row of logits [B, V] -> [B]."""
         if self.is_greedy:
-            return logits.argmax(dim=-1)
+            return logits.float().argmax(dim=-1)  # float32's argmax kernel is the faster one
         probs = self.distribution(logits)
         return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
@@ -278,7 +278,9 @@ def _decode_steps(
     generator = settings.generator(device)
     cache = model.new_cache(B, L + max_new_tokens)
     mask = is_real[:, :L] if padded else None
-    logits = model(ids, cache=cache, attention_mask=mask, positions=positions, hooks=hooks)[:, -1]
+    # The prompt's last position alone is unembedded: the others' logits are never used.
+    x = model.hidden_states(ids, cache=cache, attention_mask=mask, positions=positions, hooks=hooks)
+    logits = model.unembed(x[:, -1:], hooks)[:, -1]
     next_pos = positions[:, -1:] + 1
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     for step in range(max_new_tokens):

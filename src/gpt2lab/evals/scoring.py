@@ -24,7 +24,6 @@ from torch import Tensor
 from tqdm import tqdm
 
 from ..errors import UsageError
-from ..model import causal_mask
 from ..trace import inference
 
 if TYPE_CHECKING:
@@ -92,10 +91,8 @@ def _score_batch(
     cols = cols.to(device)
     targets = ids[rows, cols + 1]
     is_first = torch.cat([torch.arange(n) == 0 for _, n in batch]).to(device)
-    T = ids.shape[1]
-    positions = torch.arange(T, device=device).expand_as(ids)
     with inference(model):
-        x = model.run_blocks(model.embed(ids, positions), causal_mask(T, 0, None, device))
+        x = model.hidden_states(ids)  # [B, T, C], through the fast path (no hooks, eval mode)
     hidden = x[rows, cols]  # [N, C]: the last block's output where a scored token is predicted
     logprobs, greedy = [], []
     for start in range(0, len(hidden), UNEMBED_CHUNK):

@@ -1,0 +1,157 @@
+"""The fast path (gpt2lab.fast) computes what the named steps compute: the standing equivalence."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import gpt2lab
+from gpt2lab import fast
+from gpt2lab.errors import UsageError
+from gpt2lab.model import GPT2
+
+
+@pytest.fixture(scope="module")
+def gpt2_124m() -> GPT2:
+    torch.manual_seed(0)
+    return GPT2(gpt2lab.preset("gpt2")).eval()
+
+
+def both_paths(model: GPT2, run):
+    """(fast result, named-step result) of run(model)."""
+    fast_result = run(model)
+    model.fast_path = False
+    try:
+        return fast_result, run(model)
+    finally:
+        model.fast_path = True
+
+
+def test_fast_path_is_taken_only_without_hooks_in_eval_mode(gpt2_124m):
+    assert gpt2_124m.uses_fast_path(None)
+    assert not gpt2_124m.uses_fast_path(gpt2lab.hooks.Hooks())
+    gpt2_124m.train()
+    try:
+        assert not gpt2_124m.uses_fast_path(None)  # training keeps the steps' dropout
+    finally:
+        gpt2_124m.eval()
+
+
+@torch.no_grad()
+def test_float32_logits_equal_on_the_124m_config(gpt2_124m):
+    ids = torch.randint(0, 50257, (2, 96), generator=torch.Generator().manual_seed(1))
+    fast_logits, step_logits = both_paths(gpt2_124m, lambda m: m(ids))
+    assert (fast_logits - step_logits).abs().max() <= 1e-4
+    assert torch.equal(fast_logits.argmax(-1), step_logits.argmax(-1))
+
+
+def test_float32_greedy_tokens_equal_on_the_124m_config(gpt2_124m):
+    prompts = [[464, 2068, 7586, 21831], [15496, 11, 995, 0, 314, 716, 257]]  # padded batch
+    fast_ids, step_ids = both_paths(gpt2_124m, lambda m: m.generate(prompts, 12, greedy=True))
+    assert fast_ids == step_ids
+    assert [len(row) for row in fast_ids] == [12, 12]
+
+
+@torch.no_grad()
+def test_cache_chunks_and_padding_match_the_steps(tiny):
+    """Several new positions after cached ones (an explicit mask), and left padding."""
+    ids = torch.tensor([tiny.tokenizer.encode("Once upon a time there was a little dog.")])
+
+    def chunked(m: GPT2) -> torch.Tensor:
+        cache = m.new_cache(1)
+        return torch.cat([m(ids[:, :4], cache=cache), m(ids[:, 4:], cache=cache)], dim=1)
+
+    fast_logits, step_logits = both_paths(tiny, chunked)
+    assert (fast_logits - step_logits).abs().max() <= 1e-4
+    assert (fast_logits - tiny(ids)).abs().max() <= 1e-4
+
+    padded = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids], dim=1)
+    mask = padded != 0
+    mask[0, 3:] = True  # only the 3 zeros put in front are padding
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    fast_pad, step_pad = both_paths(
+        tiny, lambda m: m(padded, attention_mask=mask, positions=positions)
+    )
+    assert (fast_pad - step_pad)[:, 3:].abs().max() <= 1e-4
+    assert (fast_pad[:, 3:] - tiny(ids)).abs().max() <= 1e-4
+
+
+def test_gradients_flow_through_the_fast_path(tiny):
+    ids = torch.tensor([tiny.tokenizer.encode("Lily had a red ball.")])
+    embedding = tiny.transformer.wte.weight
+    grads = []
+    for use_fast in (True, False):
+        tiny.fast_path = use_fast
+        embedding.grad = None
+        tiny(ids)[0, -1, 11].backward()
+        grads.append(embedding.grad.clone())
+    tiny.fast_path = True
+    embedding.grad = None
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+@torch.no_grad()
+def test_weights_changed_in_place_are_seen(tmp_path):
+    model = gpt2lab.load("tiny")
+    ids = torch.tensor([[464, 2068, 7586]])
+    before = model(ids)
+    model.transformer.h[0].mlp.c_fc.weight.mul_(0.5)  # e.g. an optimizer step
+    after = model(ids)
+    model.fast_path = False
+    assert not torch.allclose(before, after)
+    assert (after - model(ids)).abs().max() <= 1e-4
+
+
+@torch.no_grad()
+def test_bfloat16_fast_path_matches_bfloat16_steps():
+    model = gpt2lab.load("tiny", dtype=torch.bfloat16)
+    reference = gpt2lab.load("tiny")
+    ids = torch.tensor([model.tokenizer.encode("Once upon a time there was a little girl named")])
+    fast_logits, step_logits = both_paths(model, lambda m: m(ids).float())
+    # Both round to bfloat16 (8 bits of mantissa) at different places: compare the error each
+    # makes against float32 rather than asking them to agree bit for bit.
+    exact = reference(ids)
+    fast_err = (fast_logits - exact).abs().max()
+    step_err = (step_logits - exact).abs().max()
+    assert fast_err <= 2 * step_err + 0.05
+    assert torch.equal(fast_logits[0, -1].topk(3).indices, exact[0, -1].topk(3).indices)
+
+
+def test_int8_quantization_is_per_output_channel_and_idempotent():
+    torch.manual_seed(0)
+    w = torch.randn(64, 48) * torch.linspace(0.01, 3, 64)[:, None]  # rows of very different size
+    q, scale = fast.quantize_int8(w)
+    assert q.dtype == torch.int8 and scale.shape == (64,)
+    assert q.abs().amax(dim=1).eq(127).all()  # every channel uses its full range
+    deq = fast.dequantize_int8(q, scale)
+    assert ((deq - w).abs() <= scale.float()[:, None] * 0.51 + 1e-6).all()  # half a step at most
+    q2, scale2 = fast.quantize_int8(deq)
+    assert torch.equal(q, q2) and torch.equal(scale, scale2)
+
+
+@torch.no_grad()
+def test_int8_model_fast_path_matches_its_steps():
+    model = gpt2lab.load("tiny", quantize="int8")
+    assert model.quantized == "int8"
+    c_fc = model.transformer.h[0].mlp.c_fc.weight
+    q, scale = fast.quantize_int8(c_fc.t())
+    assert torch.equal(fast.dequantize_int8(q, scale).t(), c_fc)  # the parameter is the rounding
+    ids = torch.tensor([model.tokenizer.encode("Once upon a time there was a little girl named")])
+    fast_logits, step_logits = both_paths(model, lambda m: m(ids))
+    # The int8 kernel multiplies in bfloat16; the steps in float32 with the same rounded weights.
+    assert (fast_logits - step_logits).abs().max() < 0.25
+    assert torch.equal(fast_logits[0, -1].topk(3).indices, step_logits[0, -1].topk(3).indices)
+    assert isinstance(fast.fast_weights(model).layers[0].c_fc, fast.Int8)
+
+
+def test_quantize_rejects_unknown_methods(tiny):
+    with pytest.raises(UsageError, match="int8"):
+        gpt2lab.load("tiny").quantize("int4")
+
+
+def test_cli_runs_with_dtype_and_quantize(capsys):
+    from gpt2lab.cli import main
+
+    argv = ["generate", "Once upon a time", "--model", "tiny", "--greedy", "--max-new-tokens", "8"]
+    assert main([*argv, "--dtype", "bfloat16", "--quantize", "int8"]) == 0
+    assert capsys.readouterr().out.startswith("Once upon a time")
