@@ -49,9 +49,13 @@ def test_trace_values_are_the_plain_forward_pass(model, trace):
     ids = torch.tensor([model.tokenizer.encode(PROMPT)])
     assert trace.ids.tolist() == ids.tolist()
     with torch.no_grad():
-        plain = model(ids)
+        fast = model(ids)  # no hooks: gpt2lab.fast, equal to 1e-4
+        model.fast_path = False
+        plain = model(ids)  # the named steps with nothing attached: exactly what a trace reads
+        model.fast_path = True
     assert torch.equal(trace.logits, plain)
     assert torch.equal(trace["hook_logits"], plain)
+    assert (fast - plain).abs().max() <= 1e-4
     assert torch.allclose(trace["hook_probs"].sum(-1), torch.ones(1, 6))
     embed = model.transformer.wte.weight[ids] + model.transformer.wpe.weight[:6]
     assert torch.equal(trace["blocks.0.hook_resid_pre"], embed)

@@ -501,7 +501,7 @@ def test_serve_parses_its_flags():
 def test_serve_loads_the_given_models_and_binds_loopback(tiny, monkeypatch, capsys):
     loaded, served = [], {}
     monkeypatch.setattr(
-        "gpt2lab.weights.load", lambda name, device=None: loaded.append(name) or tiny
+        "gpt2lab.weights.load", lambda name, **options: loaded.append(name) or tiny
     )
     monkeypatch.setattr(
         "uvicorn.run", lambda app, host, port, **kw: served.update(app=app, host=host, port=port)

@@ -19,11 +19,13 @@ A request names its model, prompt and edits (ablate a head or an MLP, scale a ne
 steering vector, set one value). The traces of recent runs are cached per (model, prompt, edits,
 block), so the cells of a page fetch their slices without running the model again. Model work
 runs in worker threads, at most ``max_concurrent`` at a time, and the event loop only waits on
-them: a slow request never holds up the others.
+them: a slow request never holds up the others. A generation holds its slot from its first
+token to its last (or until its client goes away).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import threading
@@ -39,7 +41,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt
+from pydantic import BaseModel, ConfigDict, Field, FiniteFloat, NonNegativeInt, field_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from torch import Tensor
 
 from ..errors import GPT2LabError, UsageError, check_index
@@ -61,8 +64,14 @@ from ..trace import (
 
 STATIC = Path(__file__).parent / "static"
 MAX_PROMPT_CHARS = 100_000  # a bound checked before tokenizing; the token limit is the real one
+# A prompt may also have at most CHARS_PER_TOKEN * max_prompt_tokens characters (English text has
+# about 4 per token): the pure-Python BPE (no tiktoken) is quadratic in the length of one word,
+# and a prompt that long would be refused for its tokens anyway.
+CHARS_PER_TOKEN = 16
+MAX_BODY_BYTES = 2**20  # a request's JSON; a longer one is refused (413) before it is read whole
 MAX_WINDOW = 256  # rows or columns of a step per request
 MAX_EDITS = 16
+MIN_TEMPERATURE = 1e-4  # or 0 (greedy): logits / T must stay finite in float32
 
 T = TypeVar("T")
 
@@ -177,6 +186,13 @@ class Sampling(_Strict):
     top_p: FiniteFloat | None = Field(None, gt=0, le=1)
     seed: int | None = Field(None, ge=0, le=2**63 - 1)
 
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: float) -> float:
+        if 0 < value < MIN_TEMPERATURE:
+            raise ValueError(f"must be 0 (greedy) or at least {MIN_TEMPERATURE}")
+        return value
+
     def settings(self) -> SamplingSettings:
         return SamplingSettings(self.greedy, self.temperature, self.top_k, self.top_p, self.seed)
 
@@ -205,13 +221,17 @@ class _TraceCache:
         with self._lock:
             if key in self._traces:
                 self._traces.move_to_end(key)
+                self._trim()  # a trace grows when its hook_probs is first read
                 return self._traces[key]
         trace = run()  # outside the lock, so that other requests go on meanwhile
         with self._lock:
             self._traces[key] = trace
-            while len(self._traces) > 1 and self._bytes() > self.max_bytes:
-                self._traces.popitem(last=False)
+            self._trim()
         return trace
+
+    def _trim(self) -> None:
+        while len(self._traces) > 1 and self._bytes() > self.max_bytes:
+            self._traces.popitem(last=False)
 
     def _bytes(self) -> int:
         return sum(trace.nbytes for trace in self._traces.values())
@@ -252,18 +272,35 @@ class _Lab:
     ) -> None:
         self.models = models
         self.max_prompt_tokens = max_prompt_tokens
+        self.max_prompt_chars = min(MAX_PROMPT_CHARS, CHARS_PER_TOKEN * max_prompt_tokens)
         self.max_new_tokens = max_new_tokens
         self.max_concurrent = max_concurrent
         self._limiter: anyio.CapacityLimiter | None = None
         self.traces = _TraceCache(max_cache_bytes)
 
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        if self._limiter is None:  # made in the event loop: older anyio needs a running one
+            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
+        return self._limiter
+
     async def work(self, fn: Callable[..., T], *args: object) -> T:
         """``fn(*args)`` in a worker thread, once one of the ``max_concurrent`` slots is free.
         A request waiting for a slot holds no thread, so the others (and the page's files) are
         served meanwhile."""
-        if self._limiter is None:  # made in the event loop: older anyio needs a running one
-            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
-        return await anyio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+        return await anyio.to_thread.run_sync(fn, *args, limiter=self.limiter)
+
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        """One of the ``max_concurrent`` slots, held until the block ends: for work in several
+        steps, such as a generation streamed token by token. It may be released by another
+        task than the one that took it (a stream is read by the response's task)."""
+        borrower = object()
+        await self.limiter.acquire_on_behalf_of(borrower)
+        try:
+            yield
+        finally:
+            self.limiter.release_on_behalf_of(borrower)
 
     def model(self, name: str) -> GPT2:
         if name not in self.models:
@@ -276,6 +313,12 @@ class _Lab:
         return self.models[name]
 
     def ids(self, model: GPT2, text: str) -> list[int]:
+        if len(text) > self.max_prompt_chars:
+            raise UsageError(
+                f"the prompt has {len(text)} characters; this server takes at most "
+                f"{self.max_prompt_chars} ({CHARS_PER_TOKEN} per token of its "
+                f"{self.max_prompt_tokens}-token limit)"
+            )
         ids = prompt_ids(model, text)
         if len(ids) > self.max_prompt_tokens:
             raise UsageError(
@@ -315,6 +358,12 @@ class _Lab:
             )
         for dim, i in enumerate(spec.index, start=1):
             check_index(f"index {dim - 1} of {paused.name}", i, value.shape[dim])
+        largest = torch.finfo(value.dtype).max
+        if not abs(spec.value) <= largest:
+            raise UsageError(
+                f"value {spec.value:g} does not fit in {paused.name}, a {value.dtype} tensor "
+                f"(largest {largest:g})"
+            )
         value[(0, *spec.index)] = spec.value
         return set_to(paused.name, value)
 
@@ -329,7 +378,9 @@ class _Lab:
         def run() -> Trace:
             ids = self.ids(model, req.prompt)
             edits = self.edits(model, ids, req.edits)
-            return model.run_with_cache(ids, _kept_steps(layer), edits=edits)
+            trace = model.run_with_cache(ids, _kept_steps(layer), edits=edits)
+            _check_finite(trace.logits, req.edits)
+            return trace
 
         return model, self.traces.get((req.model, req.prompt, edits_key, layer), run)
 
@@ -347,9 +398,12 @@ class _Lab:
             ],
             "limits": {
                 "max_prompt_tokens": self.max_prompt_tokens,
+                "max_prompt_chars": self.max_prompt_chars,
                 "max_new_tokens": self.max_new_tokens,
                 "max_window": MAX_WINDOW,
                 "max_edits": MAX_EDITS,
+                "max_concurrent": self.max_concurrent,
+                "max_body_bytes": MAX_BODY_BYTES,
             },
         }
 
@@ -385,10 +439,9 @@ class _Lab:
         }
 
     def step(self, req: StepRequest) -> dict:
-        model = self.models.get(req.model)
-        block = None
-        if model is not None and req.step in step_names(model.config):
-            block = layer_of(req.step)
+        model = self.model(req.model)
+        check_index("layer", req.layer, model.config.n_layer)  # even if the step names its block
+        block = layer_of(req.step) if req.step in step_names(model.config) else None
         model, trace = self.trace(req, block)
         full = trace[req.step]  # the library's message for a misspelt name or a pattern
         axes = describe(req.step).shape.strip("[]").split(", ")[1:]  # without B
@@ -471,14 +524,77 @@ class _Lab:
                 "computes one new position at a time, so remove it to generate"
             )
         edits = self.edits(model, ids, req.edits)
+        if edits:  # an edit too large gives inf or NaN, and sampling cannot draw from that
+            _check_finite(model.run_with_hooks(ids, edits)[0, -1], req.edits)
         settings = dataclasses.asdict(req.settings())
         return model.generate_text(
             ids, req.max_new_tokens, **settings, stream=True, edits=edits or None
         )
 
+    async def generation(self, req: GenerateRequest) -> AsyncIterator[str]:
+        """The events of a generation: one per token, then "done" (or "error"). The whole
+        generation holds one slot. A bad request raises before the first event."""
+        async with self.slot():
+            pieces = await anyio.to_thread.run_sync(self.start_generation, req)
+            try:
+                while (piece := await anyio.to_thread.run_sync(next, pieces, None)) is not None:
+                    yield _sse("token", {"text": piece})
+            except GPT2LabError as error:
+                yield _sse("error", {"detail": str(error)})
+                return
+            except Exception as error:  # the response has begun: say so rather than cut it off
+                yield _sse("error", {"detail": f"generation failed: {error}"})
+                return
+            yield _sse("done", {})
+
+
+def _check_finite(logits: Tensor, specs: list[EditSpec]) -> None:
+    if not bool(torch.isfinite(logits).all()):
+        raise UsageError(
+            "the logits are inf or NaN"
+            + (": an edit's factor, scale or value is too large" if specs else "")
+        )
+
 
 def _sse(event: str, data: dict) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+class _BodyLimit:
+    """Refuses (413) a request body over ``max_bytes``: by its Content-Length before reading it,
+    or, for a chunked one, as soon as the bytes read pass the limit."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._refuse(scope, receive, send)
+            return
+        read = 0
+
+        async def counted() -> Message:
+            nonlocal read
+            message = await receive()
+            if message["type"] == "http.request":
+                read += len(message.get("body", b""))
+                if read > self.max_bytes:
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, counted, send)
+
+    def _message(self) -> str:
+        return f"the request body is over {self.max_bytes} bytes, this server's limit"
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = JSONResponse({"detail": self._message()}, status_code=413)
+        await response(scope, receive, send)
 
 
 # --- the app ----------------------------------------------------------------------------------
@@ -493,9 +609,10 @@ def create_app(
     """The web app for ``models`` (name -> model): the page at / and the JSON API at /api.
 
     Only these models are served; a request names one of them, never a path. Prompts are capped
-    at ``max_prompt_tokens`` tokens (and the model's context), generation at ``max_new_tokens``
-    per request, model work at ``max_concurrent`` threads at once, and cached traces at
-    ``max_cache_bytes`` (the newest is always kept).
+    at ``max_prompt_tokens`` tokens (and the model's context) and ``CHARS_PER_TOKEN`` times as
+    many characters, request bodies at ``MAX_BODY_BYTES``, generation at ``max_new_tokens`` per
+    request, model work (a whole generation included) at ``max_concurrent`` at once, and cached
+    traces at ``max_cache_bytes`` (the newest is always kept).
     """
     if not models:
         raise UsageError("create_app needs at least one model")
@@ -560,19 +677,23 @@ def create_app(
 
     @app.post("/api/generate")
     async def generate(req: GenerateRequest) -> StreamingResponse:
-        pieces = await lab.work(lab.start_generation, req)  # bad requests fail here, with a 4xx
+        stream = lab.generation(req)
+        try:  # bad requests fail here, with a 4xx
+            first = await anext(stream)
+        except BaseException:
+            await stream.aclose()
+            raise
 
         async def events() -> AsyncIterator[str]:
-            try:
-                while (piece := await lab.work(next, pieces, None)) is not None:
-                    yield _sse("token", {"text": piece})
-            except GPT2LabError as error:
-                yield _sse("error", {"detail": str(error)})
-                return
-            yield _sse("done", {})
+            # If the client goes away, the response stops reading; ``stream`` is then closed
+            # when it is dropped (asyncio finalizes async generators), freeing its slot.
+            yield first
+            async for event in stream:
+                yield event
 
         headers = {"Cache-Control": "no-cache"}
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     return app

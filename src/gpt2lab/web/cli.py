@@ -33,8 +33,9 @@ def is_loopback(host: str) -> bool:
 
 
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
-    """Register ``serve`` (``--model`` repeatable, ``--host``, ``--port``, limits)."""
-    from ..cli import DEFAULT_MODEL, FALLBACK_MODEL
+    """Register ``serve`` (``--model`` repeatable, ``--device``, ``--dtype``, ``--quantize``,
+    ``--host``, ``--port``, limits)."""
+    from ..cli import DEFAULT_MODEL, DTYPES, FALLBACK_MODEL
 
     p = subparsers.add_parser(
         "serve", help="open the model as a notebook in the browser (a local web app)"
@@ -48,6 +49,18 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         "be had). Requests can only pick among these",
     )
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--dtype",
+        choices=DTYPES,
+        default=None,
+        help="weights and activations of every served model (default: float32)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=["int8"],
+        default=None,
+        help="int8 weights, one scale per output channel, for every served model",
+    )
     p.add_argument(
         "--host",
         default="127.0.0.1",
@@ -76,7 +89,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     models = {}
     for name in args.model or [None]:
-        one = argparse.Namespace(model=name, device=args.device)
+        one = argparse.Namespace(
+            model=name, device=args.device, dtype=args.dtype, quantize=args.quantize
+        )
         model = load_model_arg(one)  # with no --model: gpt2, or tiny (then one.model says so)
         models[one.model or DEFAULT_MODEL] = model
     app = create_app(
