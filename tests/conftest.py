@@ -36,6 +36,24 @@ def tiny():
     return gpt2lab.load("tiny")
 
 
+WEB_MAX_PROMPT_TOKENS = 64  # the web API tests' limits, small enough to reach
+WEB_MAX_NEW_TOKENS = 16
+
+
+@pytest.fixture(scope="module")
+def client(tiny):
+    """A TestClient of the web app serving ``tiny`` with the limits above."""
+    from fastapi.testclient import TestClient
+
+    from gpt2lab.web.app import create_app
+
+    app = create_app(
+        {"tiny": tiny}, max_prompt_tokens=WEB_MAX_PROMPT_TOKENS, max_new_tokens=WEB_MAX_NEW_TOKENS
+    )
+    with TestClient(app) as c:
+        yield c
+
+
 @pytest.fixture(scope="session")
 def small_hf(tmp_path_factory):
     """(transformers model, its saved folder) for a 2-layer, 64-wide GPT-2 with the real vocab."""

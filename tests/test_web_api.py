@@ -10,6 +10,7 @@ import threading
 
 import pytest
 import torch
+from conftest import WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
 from fastapi.testclient import TestClient
 
 from gpt2lab.errors import UsageError
@@ -22,17 +23,8 @@ from gpt2lab.web import cli as web_cli
 from gpt2lab.web.app import create_app
 
 PROMPT = "Mike is quick. He moves"
-MAX_PROMPT_TOKENS = 64
-MAX_NEW_TOKENS = 16
-
-
-@pytest.fixture(scope="module")
-def client(tiny):
-    app = create_app(
-        {"tiny": tiny}, max_prompt_tokens=MAX_PROMPT_TOKENS, max_new_tokens=MAX_NEW_TOKENS
-    )
-    with TestClient(app) as c:
-        yield c
+MAX_PROMPT_TOKENS = WEB_MAX_PROMPT_TOKENS
+MAX_NEW_TOKENS = WEB_MAX_NEW_TOKENS
 
 
 def post(client: TestClient, path: str, **body: object) -> dict:
@@ -500,9 +492,7 @@ def test_serve_parses_its_flags():
 
 def test_serve_loads_the_given_models_and_binds_loopback(tiny, monkeypatch, capsys):
     loaded, served = [], {}
-    monkeypatch.setattr(
-        "gpt2lab.weights.load", lambda name, **options: loaded.append(name) or tiny
-    )
+    monkeypatch.setattr("gpt2lab.weights.load", lambda name, **options: loaded.append(name) or tiny)
     monkeypatch.setattr(
         "uvicorn.run", lambda app, host, port, **kw: served.update(app=app, host=host, port=port)
     )

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from conftest import WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
 from fastapi.testclient import TestClient
 
 from gpt2lab.web import app as web_app
@@ -20,9 +21,9 @@ from gpt2lab.web.app import create_app
 
 PROMPT = "Mike is quick. He moves"
 PROMPT_IDS = [16073, 318, 2068, 13, 679, 6100]
-MAX_PROMPT_TOKENS = 64
+MAX_PROMPT_TOKENS = WEB_MAX_PROMPT_TOKENS
 MAX_PROMPT_CHARS = web_app.CHARS_PER_TOKEN * MAX_PROMPT_TOKENS  # 1024
-MAX_NEW_TOKENS = 16
+MAX_NEW_TOKENS = WEB_MAX_NEW_TOKENS
 ROUTES = ["tokenize", "run", "step", "lens", "sampling", "edit", "generate"]
 COMPUTING = {  # a valid body for each route that runs the model
     "tokenize": {},
@@ -39,15 +40,6 @@ STEER = {"kind": "steer", "layer": 2, "positive": " happy", "negative": " sad", 
 SET = {"kind": "set_value", "step": "blocks.0.hook_resid_pre", "index": [0, 0], "value": 1.0}
 TOO_MANY_TOKENS = " the" * (MAX_PROMPT_TOKENS + 1)  # 260 characters: under the character cap
 PATHS = ["/etc", "/etc/passwd", "gpt2", "openai-community/gpt2", "../tiny", "tiny/", "~/.cache"]
-
-
-@pytest.fixture(scope="module")
-def client(tiny):
-    app = create_app(
-        {"tiny": tiny}, max_prompt_tokens=MAX_PROMPT_TOKENS, max_new_tokens=MAX_NEW_TOKENS
-    )
-    with TestClient(app) as c:
-        yield c
 
 
 def body(route: str, **fields: object) -> dict:
