@@ -252,17 +252,14 @@ def cmd_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from .train.trainer import STATE_FILE, TrainConfig, latest_checkpoint, train
+    from .train.trainer import TrainConfig, latest_checkpoint, load_training_state, train
 
     given = {k: v for k, v in vars(args).items() if k in _TRAIN_FIELDS and v is not None}
     values: dict = {}
     if args.resume:
-        import torch
-
         ckpt = latest_checkpoint(Path(given.get("out_dir", TrainConfig.out_dir)))
         if ckpt is not None:
-            state = torch.load(ckpt / STATE_FILE, weights_only=True, map_location="cpu")
-            values = state["train_config"]
+            values = load_training_state(ckpt)["train_config"]
     elif args.config:
         values = vars(TrainConfig.from_toml(args.config))
     cfg = TrainConfig.from_dict({**values, **given})
@@ -423,9 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .evals.cli import add_eval_parser
     from .web.cli import add_serve_parser
+    from .weights.verify_cli import add_verify_parser
 
     add_eval_parser(sub)
     add_serve_parser(sub)
+    add_verify_parser(sub)
     return parser
 
 

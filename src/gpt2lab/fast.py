@@ -138,8 +138,10 @@ def kernel_for(weight: Tensor, bias: Tensor | None, quantized: str | None) -> Ke
     on_cpu = weight.device.type == "cpu"
     if quantized == "int8" and on_cpu:
         return Int8(weight, bias)
-    if on_cpu and weight.dtype in (torch.bfloat16, torch.float16) and _prepacking_works(
-        weight.dtype
+    if (
+        on_cpu
+        and weight.dtype in (torch.bfloat16, torch.float16)
+        and _prepacking_works(weight.dtype)
     ):
         return Prepacked(weight, bias)
     return Dense(weight, bias)

@@ -25,6 +25,29 @@ _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
 _TIED = "lm_head.weight"
 
 
+def _check_sizes(state: dict[str, torch.Tensor], config: GPT2Config) -> None:
+    """Check the config's sizes against the file's embeddings and block count before building
+    even a meta model from it. A config.json could otherwise say ``n_layer: 1000000000`` (all
+    memory goes to Python objects) or ``n_embd: 2**62`` (torch's size arithmetic overflows).
+    Once these agree with real tensors, every size is bounded by the file's."""
+    for name, shape in (
+        ("transformer.wte.weight", [config.vocab_size, config.n_embd]),
+        ("transformer.wpe.weight", [config.n_positions, config.n_embd]),
+    ):
+        if name in state and list(state[name].shape) != shape:
+            raise CheckpointError(
+                f"tensor {name} has shape {list(state[name].shape)}, the config needs {shape}"
+            )
+    # Fewer blocks than the file holds is cheap to build; the full check reports it.
+    blocks = {n.split(".")[2] for n in state if n.startswith("transformer.h.") and n.count(".") > 2}
+    if config.n_layer > len(blocks):
+        raise CheckpointError(
+            f"the weights do not fit a GPT-2 with this config: missing blocks {len(blocks)} to "
+            f"{config.n_layer - 1} (the config says n_layer={config.n_layer}, the weights hold "
+            f"{len(blocks)} blocks)"
+        )
+
+
 def normalize_state_dict(
     state: dict[str, torch.Tensor], config: GPT2Config
 ) -> dict[str, torch.Tensor]:
@@ -35,12 +58,18 @@ def normalize_state_dict(
     """
     out: dict[str, torch.Tensor] = {}
     for name, tensor in state.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"the weights are not a mapping of name -> tensor ({name!r})")
         if name.endswith(_IGNORED_SUFFIXES) or name == _TIED:
             continue
         key = name if name.startswith("transformer.") else f"transformer.{name}"
         out[key] = tensor
-    with torch.device("meta"):  # shapes only: no memory, no random init
-        expected = {name: p.shape for name, p in GPT2(config).named_parameters()}
+    _check_sizes(out, config)
+    try:
+        with torch.device("meta"):  # shapes only: no memory, no random init
+            expected = {name: p.shape for name, p in GPT2(config).named_parameters()}
+    except (RuntimeError, ValueError, OverflowError) as e:  # sizes torch cannot even represent
+        raise CheckpointError(f"the config describes a model that cannot be built: {e}") from None
     missing = sorted(set(expected) - set(out))
     unexpected = sorted(set(out) - set(expected))
     if missing or unexpected:

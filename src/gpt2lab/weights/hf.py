@@ -34,12 +34,72 @@ def is_hf_folder(folder: Path) -> bool:
     return (folder / "config.json").is_file() and any((folder / f).is_file() for f in WEIGHT_FILES)
 
 
-def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
+# config.json keys whose JSON type GPT2Config.from_hf_dict relies on. Checked first so that a
+# list or a string where a number belongs is one clear CheckpointError, not a TypeError from deep
+# inside (an unhashable value in a set test, a bool taken for an int by a torch factory...).
+_CONFIG_INTS = ("vocab_size", "n_positions", "n_ctx", "n_embd", "n_layer", "n_head")
+_CONFIG_TYPES: dict[str, tuple[type, ...]] = {
+    "model_type": (str,),
+    "activation_function": (str,),
+    "n_inner": (int, type(None)),
+    "layer_norm_epsilon": (int, float),
+    "scale_attn_weights": (bool,),
+    "scale_attn_by_inverse_layer_idx": (bool,),
+    "reorder_and_upcast_attn": (bool,),
+    "add_cross_attention": (bool,),
+    "tie_word_embeddings": (bool,),
+}
+
+
+def read_json(path: Path, what: str = "file") -> object:
+    """A JSON file's value; every way it can fail (missing, not UTF-8, invalid, nested thousands
+    of levels deep: RecursionError) is one CheckpointError."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CheckpointError(f"cannot read {what} {path}: {e.strerror or e}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        reason = "nested too deeply" if isinstance(e, RecursionError) else str(e)
+        raise CheckpointError(f"{what} {path} is not valid JSON: {reason}") from None
+
+
+def read_config(path: Path) -> GPT2Config:
+    """A Hugging Face config.json as a GPT2Config, refusing values of the wrong JSON type."""
+    d = read_json(path, "config")
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    for key in _CONFIG_INTS:
+        value = d.get(key, 1)
+        if isinstance(value, bool) or not isinstance(value, int):  # bool is an int in Python
+            raise CheckpointError(f"{path}: {key} must be an integer, got {value!r}")
+    for key, types in _CONFIG_TYPES.items():
+        value = d.get(key)
+        wrong_bool = isinstance(value, bool) and bool not in types
+        if key in d and (wrong_bool or not isinstance(value, types)):
+            raise CheckpointError(f"{path}: {key} has the wrong type: {value!r}")
+    eps = d.get("layer_norm_epsilon", 1e-5)
+    if not 0.0 < eps < float("inf"):  # also refuses NaN and Infinity, which Python's json accepts
+        raise CheckpointError(f"{path}: layer_norm_epsilon must be a positive number, got {eps!r}")
+    try:
+        return GPT2Config.from_hf_dict(d)
+    except CheckpointError:
+        raise
+    except (TypeError, ValueError, OverflowError) as e:  # a safety net behind the checks above
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def _read_weight_file(path: Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """The tensors of one weight file. ``mmap``: leave a zip pickle's tensors memory-mapped.
+
+    Only for a caller that is done with them before returning (verify hashes them one by one):
+    a model built on mapped tensors dies with SIGBUS, no traceback, as soon as the file is
+    overwritten or truncated under it (a new download, `gpt2lab convert` into the same folder).
+    """
     try:
         if path.suffix == ".safetensors":
             return load_file(path)
-        # Memory-map the zip format (PyTorch >= 1.6); older files can only be read whole.
-        mmap = zipfile.is_zipfile(path)
+        # Memory-mapping needs the zip format (PyTorch >= 1.6); older files are read whole.
+        mmap = mmap and zipfile.is_zipfile(path)
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except (SafetensorError, OSError, RuntimeError, EOFError, ValueError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
@@ -52,11 +112,21 @@ def _read_weight_file(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _shard_names(index_path: Path) -> list[str]:
-    """The weight files a ``*.index.json`` names in its ``weight_map``."""
-    try:
-        return sorted(set(json.loads(index_path.read_text())["weight_map"].values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise CheckpointError(f"cannot read shard index {index_path}: {e}") from None
+    """The weight files a ``*.index.json`` names in its ``weight_map``.
+
+    Only plain file names are accepted: a shard must sit beside its index, never elsewhere on
+    the disk (``../../secret``) where an index from the internet could point.
+    """
+    index = read_json(index_path, "shard index")
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise CheckpointError(f"shard index {index_path} has no weight_map of tensor -> file")
+    names = set()
+    for file in weight_map.values():
+        if not isinstance(file, str) or not file or Path(file).name != file or file in ("..", "."):
+            raise CheckpointError(f"shard index {index_path} names a bad shard file: {file!r}")
+        names.add(file)
+    return sorted(names)
 
 
 def read_hf_state_dict(folder: Path) -> dict[str, torch.Tensor]:
@@ -74,13 +144,16 @@ def read_hf_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         break
     else:
         raise CheckpointError(f"{folder} has no weights: expected one of {', '.join(WEIGHT_FILES)}")
-    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+    if not isinstance(state, dict) or not all(
+        isinstance(k, str) and isinstance(t, torch.Tensor) for k, t in state.items()
+    ):
         raise CheckpointError(f"the weights in {folder} are not a flat mapping of name -> tensor")
     return state
 
 
 def load_hf_folder(folder: Path) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
-    return GPT2Config.from_json_file(folder / "config.json"), read_hf_state_dict(folder)
+    """config.json and all tensors of a Hugging Face folder; any bad file -> CheckpointError."""
+    return read_config(folder / "config.json"), read_hf_state_dict(folder)
 
 
 def save_hf_folder(config: GPT2Config, state: dict[str, torch.Tensor], folder: Path) -> None:

@@ -14,6 +14,8 @@ We parse the table and the few protobuf fields we need by hand, then check each 
 from __future__ import annotations
 
 import json
+import math
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +26,10 @@ import torch
 
 from ..config import GPT2Config
 from ..errors import CheckpointError, UsageError
+
+# A TF shape dim is an int64 written as a varint, so -1 ("unknown") arrives as 2**64 - 1.
+_MAX_DIM = 2**63 - 1
+_DATA_FILE = re.compile(r"\.data-(\d{5})-of-(\d{5})")
 
 TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48  # two block handles (varints, padded to 40 bytes) + 8-byte magic
@@ -92,18 +98,38 @@ def _fields(buf: bytes) -> list[tuple[int, int | bytes]]:
 
 
 def _parse_entry(name: str, value: bytes) -> TensorEntry:
-    """BundleEntryProto: dtype=1, shape=2, shard_id=3, offset=4, size=5, crc32c=6, slices=7."""
+    """BundleEntryProto: dtype=1, shape=2, shard_id=3, offset=4, size=5, crc32c=6, slices=7.
+
+    A well-formed file has numbers where numbers belong and messages where messages belong; a
+    damaged or hostile one may not, so each field's wire type is checked before it is used.
+    """
     fields = dict.fromkeys(("dtype", "shard_id", "offset", "size", "crc32c"), 0)
     shape: list[int] = []
+
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"tensor {name} has a malformed {what} in the checkpoint index")
+
     for number, v in _fields(value):
         if number == 2:  # TensorShapeProto: dim=2 {size=1, name=2}
+            if not isinstance(v, bytes):
+                raise bad("shape")
             for dim_number, dim in _fields(v):
-                if dim_number == 2:
-                    shape.append(next((s for n, s in _fields(dim) if n == 1), 0))
+                if dim_number != 2:
+                    continue
+                if not isinstance(dim, bytes):
+                    raise bad("shape")
+                size = next((s for n, s in _fields(dim) if n == 1), 0)
+                if not isinstance(size, int) or size > _MAX_DIM:  # bytes, or negative int64
+                    raise bad("shape")
+                shape.append(size)
         elif number == 7:
             raise CheckpointError(f"tensor {name} is stored in slices, which is not supported")
         elif 1 <= number <= 6:
+            if not isinstance(v, int):
+                raise bad(f"field {number}")
             fields[("dtype", "", "shard_id", "offset", "size", "crc32c")[number - 1]] = v
+    if fields["crc32c"] > 0xFFFFFFFF:
+        raise bad("CRC32C")
     if fields["dtype"] not in DTYPES:
         raise CheckpointError(f"tensor {name} has unsupported TensorFlow dtype {fields['dtype']}")
     return TensorEntry(
@@ -190,34 +216,45 @@ def read_index(path: str | Path) -> dict[str, TensorEntry]:
 
 
 def _num_shards(prefix: Path) -> int:
-    shards = sorted(prefix.parent.glob(f"{prefix.name}.data-*-of-*"))
-    if not shards:
-        raise CheckpointError(f"no data file {prefix.name}.data-00000-of-00001 beside the index")
-    return int(shards[0].name.rsplit("-of-", 1)[1])
+    # Only names that end exactly in .data-NNNNN-of-NNNNN: a partial download or a renamed copy
+    # (model.ckpt.data-00000-of-00001.part) is not a data file.
+    for path in sorted(prefix.parent.glob(f"{prefix.name}.data-*-of-*")):
+        match = _DATA_FILE.fullmatch(path.name[len(prefix.name) :])
+        if match and int(match[2]) > 0:
+            return int(match[2])
+    raise CheckpointError(f"no data file {prefix.name}.data-00000-of-00001 beside the index")
 
 
 def read_tensor(prefix: str | Path, entry: TensorEntry, *, verify: bool = True) -> np.ndarray:
     """One tensor from the data file, checked against the CRC32C recorded in the index."""
     prefix = Path(prefix)
-    path = prefix.with_name(f"{prefix.name}.data-{entry.shard_id:05d}-of-{_num_shards(prefix):05d}")
-    try:
-        with open(path, "rb") as f:
-            f.seek(entry.offset)
-            raw = f.read(entry.size)
-            file_size = f.seek(0, 2)
-    except OSError as e:
-        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
-    if len(raw) != entry.size:
-        raise CheckpointError(
-            f"{path} is truncated: tensor {entry.name} needs bytes "
-            f"[{entry.offset}, {entry.offset + entry.size}) but the file has {file_size} bytes; "
-            f"download it again"
-        )
-    if verify and crc32c.crc32c(raw) != entry.crc32c:
-        raise CheckpointError(f"tensor {entry.name} in {path} fails its CRC check (corrupted file)")
-    expected = entry.dtype.itemsize * int(np.prod(entry.shape, dtype=np.int64))
+    num_shards = _num_shards(prefix)
+    if entry.shard_id >= num_shards:
+        raise CheckpointError(f"tensor {entry.name} is in shard {entry.shard_id} of {num_shards}")
+    path = prefix.with_name(f"{prefix.name}.data-{entry.shard_id:05d}-of-{num_shards:05d}")
+    # Python ints, not np.prod: a damaged shape must not overflow int64 into a "valid" size.
+    expected = entry.dtype.itemsize * math.prod(entry.shape)
     if expected != entry.size:
         raise CheckpointError(f"tensor {entry.name}: {entry.size} bytes do not fit {entry.shape}")
+    try:
+        with open(path, "rb") as f:
+            file_size = f.seek(0, 2)
+            # Check the range before reading: f.read(size) allocates ``size`` bytes up front,
+            # and a damaged index may claim terabytes.
+            if entry.offset + entry.size > file_size:
+                raise CheckpointError(
+                    f"{path} is truncated: tensor {entry.name} needs bytes "
+                    f"[{entry.offset}, {entry.offset + entry.size}) but the file has "
+                    f"{file_size} bytes; download it again"
+                )
+            f.seek(entry.offset)
+            raw = f.read(entry.size)
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror}") from None
+    if len(raw) != entry.size:  # the file shrank while we read it
+        raise CheckpointError(f"{path} is truncated at tensor {entry.name}; download it again")
+    if verify and crc32c.crc32c(raw) != entry.crc32c:
+        raise CheckpointError(f"tensor {entry.name} in {path} fails its CRC check (corrupted file)")
     return np.frombuffer(raw, dtype=entry.dtype).reshape(entry.shape)
 
 
@@ -263,31 +300,54 @@ def _hf_name(tf_name: str) -> str | None:
 def load_tf_checkpoint(folder: str | Path) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
     """Config and float32 state dict (Hugging Face names, [in, out] layout) of an OpenAI folder."""
     folder = Path(folder)
-    try:
-        hparams = json.loads((folder / "hparams.json").read_text())
-        config = GPT2Config(
-            vocab_size=hparams["n_vocab"],
-            n_positions=hparams["n_ctx"],
-            n_embd=hparams["n_embd"],
-            n_layer=hparams["n_layer"],
-            n_head=hparams["n_head"],
-        )
-    except (OSError, ValueError, KeyError, TypeError, UsageError) as e:
-        raise CheckpointError(f"cannot read {folder / 'hparams.json'}: {e}") from None
+    config = read_hparams(folder / "hparams.json")
     prefix = checkpoint_prefix(folder)
     state: dict[str, torch.Tensor] = {}
-    for name, entry in read_index(prefix.with_name(prefix.name + ".index")).items():
-        hf_name = _hf_name(name)
-        if hf_name is None:
-            raise CheckpointError(f"unexpected tensor {name} in a GPT-2 checkpoint")
-        if entry.dtype.kind != "f":
-            raise CheckpointError(f"tensor {name} holds {entry.dtype}, not floating point")
-        array = read_tensor(prefix, entry).astype(np.float32)
-        if ".c_" in hf_name and hf_name.endswith(".weight"):
-            if array.ndim != 3 or array.shape[0] != 1:
-                raise CheckpointError(
-                    f"tensor {name} has shape {array.shape}, expected [1, in, out]"
-                )
-            array = array[0]  # TF's conv1d kernel [1, in, out] -> [in, out]
+    for entry in read_index(prefix.with_name(prefix.name + ".index")).values():
+        hf_name, array = tensor_for(prefix, entry)
+        if hf_name in state:  # two TF names for one weight (h0/ln_1/g and h0/ln_1/w)
+            raise CheckpointError(f"the checkpoint holds two tensors for {hf_name}")
         state[hf_name] = torch.from_numpy(array)
     return config, state
+
+
+def read_hparams(path: Path) -> GPT2Config:
+    """OpenAI's hparams.json as a GPT2Config; anything unreadable -> CheckpointError."""
+    try:
+        hparams = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise CheckpointError(f"cannot read {path}: {e.strerror or e}") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: "[[[[..." thousands deep
+        reason = "nested too deeply" if isinstance(e, RecursionError) else e
+        raise CheckpointError(f"{path} is not valid JSON: {reason}") from None
+    if not isinstance(hparams, dict):
+        raise CheckpointError(f"{path} is not a JSON object")
+    keys = {"n_vocab": "vocab_size", "n_ctx": "n_positions", "n_embd": "n_embd"}
+    keys |= {"n_layer": "n_layer", "n_head": "n_head"}
+    values = {}
+    for key, field in keys.items():
+        value = hparams.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):  # True would pass as 1
+            raise CheckpointError(f"{path}: {key} must be an integer, got {value!r}")
+        values[field] = value
+    try:
+        return GPT2Config(**values)
+    except UsageError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def tensor_for(prefix: Path, entry: TensorEntry, *, verify: bool = True) -> tuple[str, np.ndarray]:
+    """One checkpoint tensor as (Hugging Face name, float32 array in HF's [in, out] layout)."""
+    hf_name = _hf_name(entry.name)
+    if hf_name is None:
+        raise CheckpointError(f"unexpected tensor {entry.name} in a GPT-2 checkpoint")
+    if entry.dtype.kind != "f":
+        raise CheckpointError(f"tensor {entry.name} holds {entry.dtype}, not floating point")
+    array = read_tensor(prefix, entry, verify=verify).astype(np.float32)
+    if ".c_" in hf_name and hf_name.endswith(".weight"):
+        if array.ndim != 3 or array.shape[0] != 1:
+            raise CheckpointError(
+                f"tensor {entry.name} has shape {array.shape}, expected [1, in, out]"
+            )
+        array = array[0]  # TF's conv1d kernel [1, in, out] -> [in, out]
+    return hf_name, array
