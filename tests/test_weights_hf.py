@@ -610,3 +610,28 @@ def test_hub_cache_without_weights_offline_says_not_cached(offline_hub, small_hf
     assert "holds no GPT-2 weights" not in message
     assert "cache" in message
     assert "offline" in message
+
+
+def test_int8_folder_round_trips_to_the_quantized_model(small_hf, tmp_path):
+    from safetensors.torch import load_file
+
+    from gpt2lab.weights.hf import save_hf_folder
+
+    _, folder = small_hf
+    model = gpt2lab.load(folder)
+    save_hf_folder(model.config, model.state_dict(), tmp_path / "q", int8=True)
+    stored = load_file(tmp_path / "q" / "model.safetensors")
+    assert stored["transformer.wte.weight"].dtype == torch.int8
+    assert stored["transformer.wte.weight.scale"].shape == (50257, 1)  # a scale per token row
+    assert stored["transformer.h.0.mlp.c_fc.weight.scale"].shape == (1, 256)  # per output column
+    assert stored["transformer.wpe.weight"].dtype == torch.float32  # added, not multiplied
+    loaded = gpt2lab.load(tmp_path / "q")
+    quantized = gpt2lab.load(folder).quantize("int8")
+    for name, value in quantized.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name
+    assert loaded.quantized is None  # int8 on disk, float32 in memory: the fast path is float32
+
+    stored["transformer.wte.weight.scale"] = stored["transformer.wte.weight.scale"].T
+    save_file(stored, tmp_path / "q" / "model.safetensors")
+    with pytest.raises(CheckpointError, match="does not scale an int8 matrix"):
+        gpt2lab.load(tmp_path / "q")

@@ -1,5 +1,6 @@
-"""Export a training run as the bundled `tiny` model: float16 weights and a model card whose
-numbers are measured here, on the exported weights.
+"""Export a training run as the bundled `tiny` model: float16 weights (int8 with per-channel
+scales when float16 would not fit the package's 20 MB) and a model card whose numbers are
+measured here, on the exported weights.
 
     python recipes/tiny/export.py --run work/tiny/run --data work/tiny/data
 """
@@ -17,7 +18,7 @@ import gpt2lab
 from gpt2lab.train.data import TokenData
 from gpt2lab.train.trainer import STATE_FILE, evaluate, latest_checkpoint
 from gpt2lab.viz.plots import loss_curve
-from gpt2lab.weights.hf import save_hf_folder
+from gpt2lab.weights.hf import quantize_state, save_hf_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "src" / "gpt2lab" / "models" / "tiny"
@@ -43,15 +44,21 @@ def main() -> None:
     trained = gpt2lab.load(ckpt)
     config = trained.config.replace(dropout=0.0)
     half = {name: t.half() for name, t in trained.state_dict().items()}
-    size = sum(t.numel() * t.element_size() for t in half.values())
+    # The token embedding alone is 50,257 x n_embd x 2 bytes in float16: wider than 160 needs int8.
+    int8 = sum(t.numel() * t.element_size() for t in half.values()) > MAX_BYTES
+    state = trained.state_dict() if int8 else half
+    size = sum(t.numel() * t.element_size() for t in quantize_state(state).values()) if int8 else 0
     if size > MAX_BYTES:  # checked before anything in the package is overwritten
         raise SystemExit(
-            f"{ckpt}: {size / 1e6:.1f} MB in float16, over the {MAX_BYTES / 1e6:.0f} MB the package "
-            "ships; the token embedding alone is 50,257 x n_embd x 2 bytes (n_embd <= 160 fits)"
+            f"{ckpt}: {size / 1e6:.1f} MB even in int8, over the {MAX_BYTES / 1e6:.0f} MB the "
+            "package ships"
         )
-    save_hf_folder(config, half, args.out)
+    save_hf_folder(config, state, args.out, int8=int8)
+    stored = (
+        "int8 weight matrices with one bfloat16 scale per output channel" if int8 else "float16"
+    )
 
-    model = gpt2lab.load(args.out)  # what users get: float16 on disk, float32 in memory
+    model = gpt2lab.load(args.out)  # what users get: float32 in memory
     data = TokenData.open(args.data)
     val_loss = evaluate(
         model,
@@ -106,11 +113,11 @@ simple children's stories; it knows nothing else.
 | architecture | GPT-2: learned positions, pre-LayerNorm blocks, tanh GELU, tied embeddings; {config.n_layer} layers, {config.n_head} heads, {config.n_embd} wide, context {config.n_positions} |
 | parameters | {n_params:,} ({embed:,} of them the token embedding, which is also the output layer) |
 | tokenizer | GPT-2's byte-level BPE, 50,257 tokens |
-| file | `model.safetensors`, float16, {size_mb:.1f} MB; loads as float32 |
+| file | `model.safetensors`, {stored}, {size_mb:.1f} MB; loads as float32 |
 | training data | TinyStories: `tinystories_sample_2M.txt` (original casing) plus the stories of `tinystories_slice_4M_lowercased.txt` that are not in it, re-cased by `make_data.py`; {meta["train_tokens"]:,} training tokens |
 | held-out data | {meta["val_documents"]} stories ({meta["val_tokens"]:,} tokens) of the original-case sample, chosen by content hash; never trained on, in any casing |
 | training | {step} steps of {plan["batch_size"]} x {plan["block_size"]} tokens ({tokens:,} tokens, {tokens / meta["train_tokens"]:.1f} epochs), AdamW lr {plan["lr"]} -> {plan["min_lr"]} (warmup {plan["warmup_steps"]}, cosine), weight decay {plan["weight_decay"]}, dropout {plan["dropout"]}, {plan["dtype"]}; {hours:.2f} hours of training |
-| loss (nats/token) | training {train_loss:.3f} (mean of the last 50 steps); **held-out {val_loss:.3f}** (these float16 weights, every held-out token) |
+| loss (nats/token) | training {train_loss:.3f} (mean of the last 50 steps); **held-out {val_loss:.3f}** (these exported weights, every held-out token) |
 
 {stopped}
 

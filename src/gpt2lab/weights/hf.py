@@ -153,13 +153,55 @@ def read_hf_state_dict(folder: Path) -> dict[str, torch.Tensor]:
 
 def load_hf_folder(folder: Path) -> tuple[GPT2Config, dict[str, torch.Tensor]]:
     """config.json and all tensors of a Hugging Face folder; any bad file -> CheckpointError."""
-    return read_config(folder / "config.json"), read_hf_state_dict(folder)
+    return read_config(folder / "config.json"), dequantize_state(read_hf_state_dict(folder))
 
 
-def save_hf_folder(config: GPT2Config, state: dict[str, torch.Tensor], folder: Path) -> None:
-    """config.json + model.safetensors that transformers' GPT2LMHeadModel loads unchanged."""
+# --- int8 files -------------------------------------------------------------------------------
+# gpt2lab can store a model with int8 weight matrices (a quarter of float32): the matrix NAME as
+# int8 and NAME.scale, one bfloat16 scale per output channel shaped to broadcast over it ([V, 1]
+# for the token embedding, whose rows are the output layer's channels; [1, out] for the [in, out]
+# layers). No GPT-2 parameter name ends in ".scale", so such a file is recognised by its names.
+SCALE = ".scale"
+
+
+def quantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The state with every weight matrix but W_P as int8 + scale (see gpt2lab.fast)."""
+    from ..fast import quantize_int8
+
+    out = {}
+    for name, t in state.items():
+        if t.dim() != 2 or name.endswith("wpe.weight"):
+            out[name] = t
+        elif name.endswith("wte.weight"):
+            out[name], scale = quantize_int8(t)
+            out[name + SCALE] = scale[:, None]
+        else:
+            q, scale = quantize_int8(t.t())
+            out[name], out[name + SCALE] = q.t().contiguous(), scale[None, :]
+    return out
+
+
+def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Undo ``quantize_state``: int8 matrices times their scales, in float32."""
+    for scale_name in [name for name in state if name.endswith(SCALE)]:
+        name = scale_name.removesuffix(SCALE)
+        q, scale = state.get(name), state.pop(scale_name)
+        ok = q is not None and q.dtype == torch.int8 and q.dim() == 2 and scale.dim() == 2
+        if not ok or scale.shape not in ((q.shape[0], 1), (1, q.shape[1])):
+            raise CheckpointError(f"{scale_name} does not scale an int8 matrix {name}")
+        state[name] = q.float() * scale.float()
+    return state
+
+
+def save_hf_folder(
+    config: GPT2Config, state: dict[str, torch.Tensor], folder: Path, *, int8: bool = False
+) -> None:
+    """config.json + model.safetensors that transformers' GPT2LMHeadModel loads unchanged;
+    ``int8``: weight matrices as int8 + scales, a file only gpt2lab reads."""
     folder.mkdir(parents=True, exist_ok=True)
     config.save_json(folder / "config.json")
+    if int8:
+        state = quantize_state(state)
     tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
 
