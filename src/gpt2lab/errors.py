@@ -29,6 +29,15 @@ class ContextLengthError(UsageError):
     """A prompt (plus the tokens to generate) longer than the model's context window."""
 
 
+class OutputError(GPT2LabError, OSError):
+    """A file gpt2lab could not write: a full disk, no permission, a file where a folder goes.
+
+    Checkpoints, token files, tokenizers and eval results are written under a temporary name and
+    renamed only when complete, so what was there before (the previous checkpoint, an earlier
+    report) is still there, unchanged, and no partial file is left behind.
+    """
+
+
 def check_index(what: str, value: object, size: float) -> None:
     """Raise UsageError unless ``value`` is an integer in [0, size): a layer, head, neuron..."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:

@@ -123,6 +123,8 @@ def resolve_names(patterns: str | Iterable[str], config: GPT2Config) -> list[str
     all_names = step_names(config)
     chosen: set[str] = set()
     for pattern in patterns:
+        if not isinstance(pattern, str):
+            raise UsageError(f"step names must be strings, got {pattern!r}")
         hits = fnmatch.filter(all_names, pattern)
         if not hits:
             close = difflib.get_close_matches(pattern, all_names, n=3)

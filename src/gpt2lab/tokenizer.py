@@ -24,6 +24,7 @@ from __future__ import annotations
 import codecs
 import json
 import operator
+import os
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -33,7 +34,7 @@ from typing import Literal
 
 import regex
 
-from .errors import TokenizerError
+from .errors import OutputError, TokenizerError
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -239,14 +240,25 @@ class Tokenizer:
         (``FILE_PAIRS[0]`` = OpenAI's ``encoder.json`` + ``vocab.bpe``). Same content either way.
         """
         folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
         vocab_name, merges_name = file_names
-        (folder / vocab_name).write_text(
-            json.dumps(self.encoder, ensure_ascii=False), encoding="utf-8"
-        )
         merges = sorted(self.merge_ranks, key=self.merge_ranks.__getitem__)
-        text = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges)
-        (folder / merges_name).write_text(text, encoding="utf-8")
+        texts = {
+            vocab_name: json.dumps(self.encoder, ensure_ascii=False),
+            merges_name: "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
+        }
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, text in texts.items():  # each file whole or not at all
+                tmp = folder / f".{name}.tmp"
+                try:
+                    tmp.write_text(text, encoding="utf-8")
+                    os.replace(tmp, folder / name)
+                finally:
+                    tmp.unlink(missing_ok=True)
+        except OSError as e:
+            raise OutputError(
+                f"cannot write the tokenizer into {folder}: {e.strerror or e}"
+            ) from None
 
     # --- the algorithm ------------------------------------------------------------------------
     def bpe(self, word: str) -> list[str]:
@@ -380,26 +392,28 @@ class Tokenizer:
             if i % 2 or chunk:
                 yield chunk, bool(i % 2)
 
-    def decode_bytes(self, ids: Iterable[int]) -> bytes:
-        """The raw bytes of a sequence of ids (may end in the middle of a UTF-8 character)."""
-        table = self._token_bytes
+    def _checked_ids(self, ids: Iterable[int]) -> list[int]:
+        """``ids`` as a list of ints, or a TokenizerError if one is not an id of this vocabulary."""
         try:  # numpy and torch integers are fine too
             ids = [operator.index(i) for i in ids]
         except TypeError:
             raise TokenizerError("token ids must be integers") from None
-        bad = [i for i in ids if not 0 <= i < len(table)]
+        bad = [i for i in ids if not 0 <= i < len(self._token_bytes)]
         if bad:
             raise TokenizerError(
                 f"token ids must be integers in [0, {self.vocab_size}); got {bad[:5]}"
             )
-        return b"".join(table[i] for i in ids)
+        return ids
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The raw bytes of a sequence of ids (may end in the middle of a UTF-8 character)."""
+        table = self._token_bytes
+        return b"".join(table[i] for i in self._checked_ids(ids))
 
     def decode(self, ids: Iterable[int]) -> str:
         """Ids back to text; bytes that do not form valid UTF-8 become U+FFFD."""
-        if self._fast is not None:
-            ids = list(ids)
-            self.decode_bytes(ids)  # same validation and error as the python path
-            return self._fast.decode(ids, errors="replace")
+        if self._fast is not None:  # (same validation and error as the python path)
+            return self._fast.decode(self._checked_ids(ids), errors="replace")
         return self.decode_bytes(ids).decode("utf-8", errors="replace")
 
     def decode_stream(self, ids: Iterable[int]) -> Iterator[str]:
@@ -409,6 +423,8 @@ class Tokenizer:
         two tokens), so bytes are held back until the character is complete.
         """
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        if not isinstance(ids, Iterable):
+            raise TokenizerError(f"token ids must be a list of integers, not {type(ids).__name__}")
         for i in ids:
             text = decoder.decode(self.decode_bytes([i]))
             if text:

@@ -167,6 +167,7 @@ class Trace(Mapping[str, Tensor]):
 
     def tokens(self, batch: int = 0) -> list[str]:
         """The text of each token of row ``batch`` (or its id, if the model has no tokenizer)."""
+        check_index("batch", batch, self.ids.shape[0])
         ids = self.ids[batch].tolist()
         if self.tokenizer is None:
             return [str(i) for i in ids]
@@ -177,6 +178,7 @@ class Trace(Mapping[str, Tensor]):
         for per-head steps, unless ``head`` picks one), a column per channel, key or token."""
         import pandas as pd
 
+        check_index("batch", batch, self.ids.shape[0])
         value = self[name][batch].float().cpu()
         positions = [f"{t} {tok!r}" for t, tok in enumerate(self.tokens(batch))]
         if value.dim() == 3:  # [H, T, D or S]: per-head step
@@ -506,6 +508,10 @@ def patch(name: str, source: Trace | Tensor, positions: Sequence[int] | None = N
             return src.to(value.dtype)
         value = value.clone()
         pos_dim = 2 if value.dim() == 4 else 1  # [B, H, T, ...] or [B, T, ...]
+        T = value.shape[pos_dim]
+        for p in positions:
+            if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not -T <= p < T:
+                raise UsageError(f"patch positions must be integers in [-{T}, {T}), got {p!r}")
         index = [slice(None)] * value.dim()
         index[pos_dim] = list(positions)
         value[tuple(index)] = src[tuple(index)].to(value.dtype)
@@ -541,6 +547,9 @@ def logit_difference(answer: int, wrong: int | None = None) -> Callable[[Tensor]
 
     def metric(logits: Tensor) -> float:
         last = logits[0, -1].float()
+        check_index("answer", answer, last.numel())
+        if wrong is not None:
+            check_index("wrong", wrong, last.numel())
         if wrong is None:
             return float(torch.log_softmax(last, dim=-1)[answer])
         return float(last[answer] - last[wrong])

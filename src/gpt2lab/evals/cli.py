@@ -10,7 +10,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from .tasks import TASKS, Result, Settings, run_task
 
 
@@ -107,6 +107,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
     if args.json and not Path(args.json).resolve().parent.is_dir():  # fail now, not after hours
         raise UsageError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
+    if args.task == "paper" and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UsageError(f"--out {args.out} is a file; pass a folder for report.md and report.json")
     model = load_model_arg(args)
     name = args.model or DEFAULT_MODEL  # load_model_arg names the fallback when it had to use one
     settings = _settings(args)
@@ -120,7 +122,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         try:
             md, js = report.write(args.out)
         except OSError as e:
-            raise UsageError(f"cannot write the report into {args.out}: {e}") from None
+            raise OutputError(f"cannot write the report into {args.out}: {e}") from None
         print(f"wrote {md} and {js}")
         payload = report.to_dict()
     else:
@@ -128,7 +130,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         _print_table(f"{name}: {args.task}", results)
         payload = {"model": name, "results": [r.to_dict() for r in results]}
     if args.json:
-        try:
-            Path(args.json).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        from .paper import write_text_atomic
+
+        try:  # whole or not at all: an earlier file of that name stays if this fails
+            write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")
         except OSError as e:
-            raise UsageError(f"cannot write {args.json}: {e}") from None
+            raise OutputError(f"cannot write {args.json}: {e}") from None

@@ -6,7 +6,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,21 +145,44 @@ class PaperReport:
         return "\n".join(lines) + "\n"
 
     def write(self, folder: str | Path) -> tuple[Path, Path]:
-        """Write report.md and report.json into ``folder``, each to a temporary file first, then
-        renamed: a report on disk is always a complete one."""
+        """Write report.md and report.json into ``folder``: both to temporary files first, then
+        renamed, so a report on disk is always a complete one, and a failed write (a full disk)
+        leaves the previous report as it was, with no temporary file behind."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        written = []
-        for name, text in (
-            ("report.md", self.to_markdown()),
-            ("report.json", json.dumps(self.to_dict(), indent=2) + "\n"),
-        ):
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
+        md, js = folder / "report.md", folder / "report.json"
+        texts = {md: self.to_markdown(), js: json.dumps(self.to_dict(), indent=2) + "\n"}
+        with _staged(texts) as staged:
+            for path, tmp in staged.items():
+                os.replace(tmp, path)
+        return md, js
+
+
+@contextmanager
+def _staged(texts: dict[Path, str]) -> Iterator[dict[Path, Path]]:
+    """Each text written in full to a temporary file beside its path: {path: temporary file}.
+    The temporary files that are left (not renamed into place) are deleted on the way out."""
+    staged: dict[Path, Path] = {}
+    try:
+        for path, text in texts.items():
+            tmp = staged[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
                 f.write(text)
-            os.replace(tmp, folder / name)
-            written.append(folder / name)
-        return written[0], written[1]
+                f.flush()
+                os.fsync(f.fileno())
+        yield staged
+    finally:
+        for tmp in staged.values():
+            with suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """Write ``text`` to ``path`` whole or not at all (temporary file + rename)."""
+    path = Path(path)
+    with _staged({path: text}) as staged:
+        os.replace(staged[path], path)
+    return path
 
 
 def run_paper(model: GPT2, name: str, settings: Settings | None = None) -> PaperReport:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from ..tokenizer import ENDOFTEXT, Tokenizer, get_tokenizer
 
 FORMAT = "gpt2lab-tokens-v1"
@@ -79,13 +79,26 @@ def _fresh_state() -> dict:
     return {"file": 0, "doc": 0, "train_tokens": 0, "val_tokens": 0, "documents": [0, 0]}
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
+    except OSError as e:
+        raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
+
+
 def _atomic_write_text(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def prepare(
@@ -111,6 +124,8 @@ def prepare(
         raise UsageError("prepare needs at least one text file")
     if not 0 <= val_fraction < 1:
         raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
+    if not separator:
+        raise UsageError("separator must not be empty (e.g. <|endoftext|>, or '\\n\\n')")
     paths = [Path(f) for f in [*files, *train_only]]
     holdout = [True] * len(files) + [False] * len(train_only)
     for path in paths:
@@ -119,8 +134,40 @@ def prepare(
     tokenizer = tokenizer or get_tokenizer()
     if tokenizer.vocab_size > 2**16:
         raise UsageError(f"vocabulary of {tokenizer.vocab_size} does not fit uint16 tokens")
-    eot = tokenizer.eot_token
     out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; pass a folder for the token files")
+    try:
+        return _prepare(
+            paths,
+            holdout,
+            out,
+            tokenizer,
+            tokenizer_name,
+            separator,
+            val_fraction,
+            chunk_documents,
+            progress,
+        )
+    except OSError as e:
+        raise OutputError(
+            f"cannot write the token files in {out}: {e.strerror or e}; the work committed so "
+            "far is kept: run the same command again to continue"
+        ) from None
+
+
+def _prepare(
+    paths: list[Path],
+    holdout: list[bool],
+    out: Path,
+    tokenizer: Tokenizer,
+    tokenizer_name: str,
+    separator: str,
+    val_fraction: float,
+    chunk_documents: int,
+    progress: bool,
+) -> dict:
+    eot = tokenizer.eot_token
     out.mkdir(parents=True, exist_ok=True)
     settings = {
         "format": FORMAT,
@@ -155,7 +202,7 @@ def prepare(
         handles = {s: stack.enter_context(open(partial[s], "ab")) for s in SPLITS}
         stack.callback(bar.close)
         for file_index, path in enumerate(paths):
-            text = path.read_text(encoding="utf-8")
+            text = _read_text(path)
             if file_index < state["file"]:
                 bar.update(len(text.encode()))
                 continue

@@ -19,17 +19,19 @@ import shutil
 import signal
 import sys
 import time
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from tqdm import tqdm
 
 from ..config import GPT2Config
-from ..errors import UsageError
+from ..errors import CheckpointError, OutputError, UsageError
 from ..model import GPT2
 from ..tokenizer import Tokenizer, get_tokenizer
 from ..weights import RUN_POINTER, build_model, load, run_checkpoint, save_pretrained
@@ -93,8 +95,16 @@ class TrainConfig:
                 raise UsageError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not self.data:
             raise UsageError("no training data: pass --data DIR (made by `gpt2lab prepare`)")
-        if self.lr <= 0 or self.min_lr < 0 or self.min_lr > self.lr:
+        if not 0 < self.lr < math.inf or not 0 <= self.min_lr <= self.lr:
             raise UsageError(f"need 0 <= min_lr <= lr and lr > 0, got {self.min_lr}, {self.lr}")
+        at_least_zero = ("warmup_steps", "sample_tokens", "weight_decay", "grad_clip")
+        for name in at_least_zero:
+            value = getattr(self, name)
+            if not 0 <= value < math.inf:  # (also refuses NaN)
+                raise UsageError(f"{name} must be >= 0, got {value}")
+        for name in ("beta1", "beta2"):
+            if not 0 <= getattr(self, name) < 1:
+                raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise UsageError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype}")
 
@@ -216,28 +226,79 @@ def _fsync_tree(folder: Path) -> None:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# A full disk surfaces as OSError, or from safetensors and torch.save as their own errors.
+_WRITE_ERRORS = (OSError, SafetensorError, RuntimeError)
+
+
+def _reason(e: BaseException) -> str:
+    """Why a write failed: the OSError behind it (torch.save wraps it in a RuntimeError)."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, OSError) and cause.strerror:
+            return cause.strerror
+        cause = cause.__cause__ or cause.__context__
+    return (str(e).splitlines() or [type(e).__name__])[0]
+
+
+def _output_error(what: str, e: BaseException, run_dir: Path) -> OutputError:
+    """``what`` failed: say why (e.g. no space left on device) and what is still safe."""
+    reason = _reason(e)
+    ckpt = latest_checkpoint(run_dir)
+    kept = (
+        f"the last complete checkpoint, {ckpt}, is intact: continue from it with --resume once "
+        "this is fixed"
+        if ckpt is not None
+        else "no checkpoint was written yet"
+    )
+    return OutputError(f"{what}: {reason}; {kept}")
+
+
+def remove_partial_checkpoints(run_dir: Path) -> None:
+    """Delete the temporary folders of checkpoint writes that were killed (e.g. by SIGKILL)."""
+    for tmp in (run_dir / "checkpoints").glob(".tmp-*"):
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_checkpoint(run_dir: Path, model: GPT2, state: dict[str, Any], keep: int) -> Path:
-    """Write a checkpoint folder atomically, point ``latest`` at it, prune old ones."""
+    """Write a checkpoint folder atomically, point ``latest`` at it, prune old ones.
+
+    If writing fails (a full disk), the partial folder is removed and ``latest`` still points at
+    the previous checkpoint, intact; the error is an OutputError saying so.
+    """
     checkpoints = run_dir / "checkpoints"
-    checkpoints.mkdir(parents=True, exist_ok=True)
     name = f"step-{state['step']:07d}"
     tmp = checkpoints / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_pretrained(model, tmp)
-    torch.save(state, tmp / STATE_FILE)
-    _fsync_tree(tmp)
     final = checkpoints / name
-    if final.exists():  # left by an earlier run that got this far; `latest` does not point here
-        shutil.rmtree(final)
-    os.rename(tmp, final)
-    _write_text_atomic(run_dir / RUN_POINTER, name + "\n")
-    for old in sorted(p for p in checkpoints.glob("step-*") if p.is_dir())[:-keep]:
+    try:
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_pretrained(model, tmp)
+        with open(tmp / STATE_FILE, "wb") as f:  # a Python file: a full disk raises OSError
+            torch.save(state, f)
+        _fsync_tree(tmp)
+        if final.exists():  # left by an earlier run that got this far; `latest` is elsewhere
+            shutil.rmtree(final)
+        os.rename(tmp, final)
+        _write_text_atomic(run_dir / RUN_POINTER, name + "\n")
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, _WRITE_ERRORS):  # (an OutputError too: say what is still safe)
+            raise _output_error(f"cannot write checkpoint {final}", e, run_dir) from None
+        raise
+    # Prune among this one and older ones only: a later step-* folder is an orphan (written by a
+    # run that died before moving `latest` to it) and must not count against this checkpoint.
+    done = sorted(p for p in checkpoints.glob("step-*") if p.is_dir() and p.name <= name)
+    for old in done[:-keep]:
         shutil.rmtree(old, ignore_errors=True)
     return final
 
@@ -246,6 +307,20 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest complete checkpoint of a run folder, or None."""
     path = run_checkpoint(run_dir)
     return path if path is not None and (path / STATE_FILE).is_file() else None
+
+
+def load_training_state(ckpt: Path) -> dict[str, Any]:
+    """The optimizer, step, RNG and settings saved with a checkpoint (its ``training_state.pt``)."""
+    path = ckpt / STATE_FILE
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch.load raises many kinds for a truncated or foreign file
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"cannot read the training state {path}: {reason}") from None
+    needed = ("step", "elapsed_s", "optimizer", "data_rng", "torch_rng", "scaler", "train_config")
+    if not isinstance(state, dict) or any(key not in state for key in needed):
+        raise CheckpointError(f"{path} is not a gpt2lab training state")
+    return state
 
 
 # --- the run ----------------------------------------------------------------------------------
@@ -271,9 +346,17 @@ class Distributed:
 
 
 def _resolve_device(cfg: TrainConfig) -> torch.device:
-    if cfg.device != "auto":
-        return torch.device(cfg.device)
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(cfg.device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"device must be auto, cpu, cuda or cuda:N, not {cfg.device!r}") from None
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        raise UsageError(f"device {cfg.device}: no such CUDA device here (use --device cpu)")
+    return device
 
 
 def _autocast_dtype(cfg: TrainConfig, device: torch.device) -> torch.dtype | None:
@@ -337,6 +420,15 @@ class _StopRequested:
             signal.signal(s, handler)
 
 
+@contextmanager
+def _closing(bar: tqdm) -> Iterator[None]:
+    """Close the progress bar however the loop ends, so an error message starts a new line."""
+    try:
+        yield
+    finally:
+        bar.close()
+
+
 def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
     if not path.exists():
         return []
@@ -346,17 +438,23 @@ def _read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> Path:
     """Run (or, with ``resume``, continue) training; return the final checkpoint folder."""
     cfg.validate()
     run_dir = Path(cfg.out_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UsageError(f"--out-dir {run_dir} is a file; pass a folder for the run")
     device = _resolve_device(cfg)
     ddp = Distributed.from_env(device.type)
     if ddp.world > 1 and device.type == "cuda":
@@ -385,7 +483,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     step, elapsed = 0, 0.0
     if ckpt is not None:
-        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+        state = load_training_state(ckpt)
         if len(state["torch_rng"]) != ddp.world:
             raise UsageError(
                 f"{ckpt} was written by {len(state['torch_rng'])} processes; resume it with "
@@ -411,7 +509,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     log_path = run_dir / "loss.csv"
     rows = _read_log(log_path, step) if ddp.is_main else []
     if ddp.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise OutputError(f"cannot create the run folder {run_dir}: {e.strerror}") from None
+        remove_partial_checkpoints(run_dir)
         n_params = model.num_parameters()
         tqdm.write(
             f"training {n_params / 1e6:.1f}M parameters on {device} x{ddp.world}, "
@@ -449,7 +551,7 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
         dynamic_ncols=True,
     )
     last_saved = None
-    with _StopRequested() as stop:
+    with _StopRequested() as stop, _closing(bar):
         while step < cfg.max_steps:
             started = time.perf_counter()
             lr = lr_at(step, cfg)
@@ -516,8 +618,11 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             save_now = step % cfg.checkpoint_interval == 0 or step == cfg.max_steps
             if stop.requested or save_now:
                 if ddp.is_main:
-                    _write_log(log_path, rows)
-                    _plot(log_path)
+                    try:
+                        _write_log(log_path, rows)
+                        _plot(log_path)
+                    except OSError as e:
+                        raise _output_error(f"cannot write {log_path}", e, run_dir) from None
                 last_saved = checkpoint()
             if stop.requested:
                 bar.close()
