@@ -52,6 +52,23 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 DTYPES = ("float32", "bfloat16", "float16")
 
 
+def _device(name: str | None) -> str | None:
+    """``--device`` checked: a device torch knows, and one this machine has."""
+    import torch
+
+    if name is None:
+        return None
+    try:
+        device = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise UsageError(f"--device {name!r}: {str(e).splitlines()[0]}") from None
+    if device.type == "cuda" and (
+        not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()
+    ):
+        raise UsageError(f"--device {name}: this machine has no such CUDA device")
+    return name
+
+
 def load_model_arg(args: argparse.Namespace) -> GPT2:
     """The model ``--model`` names; with none, gpt2, or the bundled tiny (saying so) offline."""
     import torch
@@ -61,7 +78,7 @@ def load_model_arg(args: argparse.Namespace) -> GPT2:
 
     dtype = getattr(args, "dtype", None)
     options = {
-        "device": args.device,
+        "device": _device(args.device),
         "dtype": getattr(torch, dtype) if dtype else None,
         "quantize": getattr(args, "quantize", None),
     }
@@ -241,7 +258,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
         args.out,
         tokenizer=tokenizer,
         tokenizer_name=args.tokenizer,
-        separator=args.separator.encode().decode("unicode_escape"),
+        separator=_unescape(args.separator),
         val_fraction=args.val_fraction,
         train_only=args.train_only,
     )
@@ -267,10 +284,20 @@ def cmd_train(args: argparse.Namespace) -> None:
     print(f"checkpoint: {final}  (load it with gpt2lab.load or --model {final})")
 
 
+def _unescape(text: str) -> str:
+    """``--separator '\\n\\n'`` as two newlines; other characters pass unchanged."""
+    try:
+        return text.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError as e:
+        raise UsageError(f"--separator {text!r}: bad escape ({e.reason})") from None
+
+
 def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     from .tokenizer import FILE_PAIRS
     from .train.bpe_train import train_tokenizer
 
+    if Path(args.out).is_file():  # before the training, not after
+        raise UsageError(f"--out {args.out} is a file; give a folder for the tokenizer")
     texts = []
     for path in args.files:
         try:

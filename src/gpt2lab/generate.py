@@ -34,8 +34,14 @@ Prompt = str | Sequence[int]
 
 # --- the sampling steps -----------------------------------------------------------------------
 def apply_temperature(logits: Tensor, temperature: float) -> Tensor:
-    """logits / T: T < 1 sharpens the distribution, T > 1 flattens it."""
-    return logits / temperature
+    """(logits - max) / T: T < 1 sharpens the distribution, T > 1 flattens it.
+
+    Subtracting each row's largest logit first changes no probability, and keeps a tiny T from
+    overflowing to inf, whose softmax is NaN; a T too small for the dtype (1e-300 in float32 is
+    0) is read as its smallest normal number, which leaves the same tokens: the top ones.
+    """
+    temperature = max(temperature, torch.finfo(logits.dtype).tiny)
+    return (logits - logits.amax(dim=-1, keepdim=True)) / temperature
 
 
 def top_k_filter(logits: Tensor, k: int) -> Tensor:
@@ -49,7 +55,8 @@ def top_p_filter(logits: Tensor, p: float) -> Tensor:
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
     probs = torch.softmax(sorted_logits, dim=-1)
     mass_before = probs.cumsum(dim=-1) - probs  # probability of the tokens ranked above
-    drop_sorted = mass_before >= p  # the top token always stays (mass_before = 0)
+    drop_sorted = mass_before >= p
+    drop_sorted[..., 0] = False  # the top token always stays, however small p is
     drop = drop_sorted.scatter(-1, order, drop_sorted)
     return logits.masked_fill(drop, float("-inf"))
 
@@ -77,6 +84,12 @@ class SamplingSettings:
             isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1
         ):
             raise UsageError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.seed is not None and (
+            isinstance(self.seed, bool)
+            or not isinstance(self.seed, int)
+            or not -(2**63) <= self.seed < 2**64
+        ):
+            raise UsageError(f"seed must be an integer in [-2**63, 2**64), got {self.seed}")
 
     @property
     def is_greedy(self) -> bool:
@@ -186,7 +199,7 @@ def explain_sampling(
             token_id=i,
             token=None if tokenizer is None else tokenizer.decode([i]),
             logit=float(logits[i]),
-            scaled_logit=float(scaled[0, i]),
+            scaled_logit=float(logits[i]) / (1.0 if settings.is_greedy else settings.temperature),
             prob_before=float(prob_before[i]),
             kept_top_k=bool(kept_k[i]),
             kept_top_p=bool(kept_p[i]),

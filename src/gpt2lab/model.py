@@ -375,6 +375,11 @@ class GPT2(nn.Module):
                 f"ids must be an integer tensor [batch, seq]; got {ids.dtype} {list(ids.shape)}"
             )
         B, T = ids.shape
+        if ids.numel() and not 0 <= int(ids.min()) <= int(ids.max()) < self.config.vocab_size:
+            raise UsageError(
+                f"token ids must be in [0, {self.config.vocab_size}), the model's vocabulary; "
+                f"got {int(ids.min())}..{int(ids.max())}"
+            )
         n_past = cache.length if cache is not None else 0
         if n_past + T > self.config.n_positions:
             raise ContextLengthError(

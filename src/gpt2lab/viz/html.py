@@ -19,7 +19,7 @@ from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from . import PROBABILITY_COLOURS, ink
 
 if TYPE_CHECKING:
@@ -323,6 +323,10 @@ def inspection_html(
 def write_html(ins: Inspection, path: str | Path, *, overview: Trace | None = None) -> Path:
     """Write ``inspection_html(ins, overview=overview)`` to ``path`` as one UTF-8 file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(inspection_html(ins, overview=overview), encoding="utf-8")
+    page = inspection_html(ins, overview=overview)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     return path

@@ -19,7 +19,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..config import GPT2Config
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError, OutputError
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -198,12 +198,15 @@ def save_hf_folder(
 ) -> None:
     """config.json + model.safetensors that transformers' GPT2LMHeadModel loads unchanged;
     ``int8``: weight matrices as int8 + scales, a file only gpt2lab reads."""
-    folder.mkdir(parents=True, exist_ok=True)
-    config.save_json(folder / "config.json")
     if int8:
         state = quantize_state(state)
     tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}
-    save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        config.save_json(folder / "config.json")
+        save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
+    except (OSError, SafetensorError) as e:
+        raise OutputError(f"cannot write the model to {folder}: {e}") from None
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
