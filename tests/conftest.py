@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gpt2lab.config import GPT2Config
+from gpt2lab.weights import BUNDLED_MODELS
+
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+TINY_CONFIG = GPT2Config.from_json_file(BUNDLED_MODELS / "tiny" / "config.json")
 
 
 def shared_path(*parts: str) -> Path:

@@ -10,7 +10,7 @@ import threading
 
 import pytest
 import torch
-from conftest import WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
+from conftest import TINY_CONFIG, WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
 from fastapi.testclient import TestClient
 
 from gpt2lab.errors import UsageError
@@ -25,6 +25,7 @@ from gpt2lab.web.app import create_app
 PROMPT = "Mike is quick. He moves"
 MAX_PROMPT_TOKENS = WEB_MAX_PROMPT_TOKENS
 MAX_NEW_TOKENS = WEB_MAX_NEW_TOKENS
+L, H, C = TINY_CONFIG.n_layer, TINY_CONFIG.n_head, TINY_CONFIG.n_embd  # tiny's sizes
 
 
 def post(client: TestClient, path: str, **body: object) -> dict:
@@ -313,7 +314,7 @@ SET = {"kind": "set_value", "step": "blocks.0.hook_resid_pre", "index": [0, 0], 
         ("/api/tokenize", {"prompt": TOO_LONG}, 400, f"at most {MAX_PROMPT_TOKENS}"),
         ("/api/run", {"prompt": TOO_LONG}, 400, f"at most {MAX_PROMPT_TOKENS}"),
         ("/api/run", {"prompt": "x" * 100_001}, 422, "prompt"),
-        ("/api/run", {"layer": 8}, 400, "layer must be an integer in [0, 8), got 8"),
+        ("/api/run", {"layer": L}, 400, f"layer must be an integer in [0, {L}), got {L}"),
         ("/api/run", {"layer": -1}, 422, "layer: Input should be greater than or equal to 0"),
         ("/api/run", {"k": 0}, 422, "k:"),
         ("/api/run", {"layr": 1}, 422, "layr: Extra inputs are not permitted"),
@@ -324,7 +325,7 @@ SET = {"kind": "set_value", "step": "blocks.0.hook_resid_pre", "index": [0, 0], 
         ("/api/step", {"step": "blocks.0.attn.hook_nope"}, 400, "no step is named"),
         ("/api/step", {"step": "blocks.9.hook_resid_pre"}, 400, "no step is named"),
         ("/api/step", {"step": "blocks.*.attn.hook_z"}, 400, "pattern"),
-        ("/api/step", {"step": "blocks.0.attn.hook_z", "head": 4}, 400, "head must be"),
+        ("/api/step", {"step": "blocks.0.attn.hook_z", "head": H}, 400, "head must be"),
         ("/api/step", {"step": "hook_embed", "row_offset": 6}, 400, "has 6 rows"),
         ("/api/step", {"step": "hook_embed", "row_offset": -1}, 422, "row_offset"),
         ("/api/step", {"step": "hook_embed", "col_limit": 100_000}, 422, "col_limit"),
@@ -335,14 +336,14 @@ SET = {"kind": "set_value", "step": "blocks.0.hook_resid_pre", "index": [0, 0], 
         ("/api/sampling", {"top_k": 60_000}, 400, "top_k must be"),
         ("/api/sampling", {"top_p": 1.5}, 422, "top_p"),
         ("/api/sampling", {"seed": -3}, 422, "seed"),
-        ("/api/edit", {"edits": [{**ZERO_HEAD, "head": 4}]}, 400, "head must be"),
-        ("/api/edit", {"edits": [{**ZERO_HEAD, "layer": 8}]}, 400, "blocks.8.attn.hook_z"),
+        ("/api/edit", {"edits": [{**ZERO_HEAD, "head": H}]}, 400, "head must be"),
+        ("/api/edit", {"edits": [{**ZERO_HEAD, "layer": L}]}, 400, f"blocks.{L}.attn.hook_z"),
         ("/api/edit", {"edits": [{**ZERO_HEAD, "how": "max"}]}, 422, "how"),
         ("/api/edit", {"edits": [{**ZERO_HEAD, "kind": "delete"}]}, 422, "edits.0"),
         ("/api/edit", {"edits": [ZERO_HEAD] * 17}, 422, "edits"),
         (
             "/api/edit",
-            {"edits": [{"kind": "scale_neuron", "layer": 0, "neuron": 512, "factor": 2}]},
+            {"edits": [{"kind": "scale_neuron", "layer": 0, "neuron": 4 * C, "factor": 2}]},
             400,
             "neuron must be",
         ),

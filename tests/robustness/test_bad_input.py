@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import shared_path
+from conftest import TINY_CONFIG, shared_path
 
 import gpt2lab
 from gpt2lab import lens
@@ -31,6 +31,7 @@ from gpt2lab.errors import (
     UsageError,
 )
 
+L, H, C = TINY_CONFIG.n_layer, TINY_CONFIG.n_head, TINY_CONFIG.n_embd  # tiny's sizes
 PROMPT = "Once upon a time"
 LONG = " the" * 300  # 300 tokens: more than tiny's context of 256
 BUNDLED_TOKENIZER = Path(gpt2lab.__file__).parent / "data" / "tokenizer"
@@ -218,7 +219,7 @@ CLI_CASES = {
     "steps-layer-out-of-range": (
         ["steps", "--layer", "99", "--model", "tiny"],
         2,
-        "layer must be an integer in [0, 8), got 99",
+        f"layer must be an integer in [0, {L}), got 99",
     ),
     "steps-missing-model": (["steps", "--model", "{missing}"], 1, "no model folder"),
     "steps-layer-not-a-number": (["steps", "--layer", "one"], 2, "invalid int value: 'one'"),
@@ -226,7 +227,7 @@ CLI_CASES = {
     "inspect-layer-99": (
         ["inspect", PROMPT, "--model", "tiny", "--layer", "99"],
         2,
-        "layer must be an integer in [0, 8), got 99",
+        f"layer must be an integer in [0, {L}), got 99",
     ),
     "inspect-unknown-step": (
         ["inspect", PROMPT, "--model", "tiny", "--step", "blocks.99.hook_resid_pre"],
@@ -484,7 +485,7 @@ API_CASES = {
     "run_with_cache-block-99": (
         lambda m, p: m.run_with_cache(PROMPT, names=["blocks.99.hook_resid_pre"]),
         UsageError,
-        "8-layer model; did you mean",
+        f"{L}-layer model; did you mean",
     ),
     "run_with_cache-unknown-name": (
         lambda m, p: m.run_with_cache(PROMPT, names=["hook_everything"]),
@@ -511,27 +512,27 @@ API_CASES = {
     "ablate_head-layer-99": (
         lambda m, p: m.run_with_hooks(PROMPT, [tr.ablate_head(99, 0)]),
         UsageError,
-        "8-layer model",
+        f"{L}-layer model",
     ),
     "ablate_head-head-99": (
         lambda m, p: m.run_with_hooks(PROMPT, [tr.ablate_head(0, 99)]),
         UsageError,
-        "head must be an integer in [0, 4)",
+        f"head must be an integer in [0, {H})",
     ),
     "ablate_mlp-layer-99": (
         lambda m, p: m.run_with_hooks(PROMPT, [tr.ablate_mlp(99)]),
         UsageError,
-        "8-layer model",
+        f"{L}-layer model",
     ),
     "scale_neuron-99999": (
         lambda m, p: m.run_with_hooks(PROMPT, [tr.scale_neuron(0, 99999, 0.0)]),
         UsageError,
-        "neuron must be an integer in [0, 512)",
+        f"neuron must be an integer in [0, {4 * C})",
     ),
     "add_vector-wrong-width": (
         lambda m, p: m.run_with_hooks(PROMPT, [tr.add_vector(0, torch.zeros(5))]),
         UsageError,
-        "shape [128]",
+        f"shape [{C}]",
     ),
     "patch-position-99": (
         lambda m, p: m.run_with_hooks(

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import TINY_CONFIG
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -215,7 +216,7 @@ def test_steps_any_layer(capsys, cached_tiny, layer, model, as_json):
     argv += [] if model is None else ["--model", model]
     argv += ["--json"] if as_json else []
     code, out = run(capsys, argv)
-    in_range = layer is None or (layer >= 0 and (model is None or layer < 8))
+    in_range = layer is None or (layer >= 0 and (model is None or layer < TINY_CONFIG.n_layer))
     assert code == (0 if in_range else 2)
     if code == 0 and as_json:
         names = [step["name"] for step in json.loads(out)]

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from conftest import WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
+from conftest import TINY_CONFIG, WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
 from fastapi.testclient import TestClient
 
 from gpt2lab.web import app as web_app
@@ -24,6 +24,7 @@ PROMPT_IDS = [16073, 318, 2068, 13, 679, 6100]
 MAX_PROMPT_TOKENS = WEB_MAX_PROMPT_TOKENS
 MAX_PROMPT_CHARS = web_app.CHARS_PER_TOKEN * MAX_PROMPT_TOKENS  # 1024
 MAX_NEW_TOKENS = WEB_MAX_NEW_TOKENS
+L, H, C = TINY_CONFIG.n_layer, TINY_CONFIG.n_head, TINY_CONFIG.n_embd  # tiny's sizes
 ROUTES = ["tokenize", "run", "step", "lens", "sampling", "edit", "generate"]
 COMPUTING = {  # a valid body for each route that runs the model
     "tokenize": {},
@@ -144,8 +145,8 @@ def test_a_body_just_under_the_limit_is_read(client):
 BIG = 10**30
 CASES = [
     # run: layer and k
-    ("run", {"layer": 8}, 400, "layer must be an integer in [0, 8), got 8"),
-    ("run", {"layer": BIG}, 400, f"layer must be an integer in [0, 8), got {BIG}"),
+    ("run", {"layer": L}, 400, f"layer must be an integer in [0, {L}), got {L}"),
+    ("run", {"layer": BIG}, 400, f"layer must be an integer in [0, {L}), got {BIG}"),
     ("run", {"layer": -1}, 422, "layer: Input should be greater than or equal to 0"),
     ("run", {"layer": 1.5}, 422, "layer: Input should be a valid integer"),
     ("run", {"layer": "two"}, 422, "layer: Input should be a valid integer"),
@@ -154,16 +155,16 @@ CASES = [
     ("run", {"k": None, "edits": "ablate"}, 422, "edits: Input should be a valid list"),
     # step: names, heads and the window
     ("step", {"step": "blocks.0.attn.hook_nope"}, 400, "no step is named"),
-    ("step", {"step": "blocks.8.hook_resid_pre"}, 400, "no step is named"),
+    ("step", {"step": f"blocks.{L}.hook_resid_pre"}, 400, "no step is named"),
     ("step", {"step": "hook_embedd"}, 400, "no step is named"),
     ("step", {"step": "blocks.*.attn.hook_z"}, 400, "pattern"),
     ("step", {"step": ""}, 422, "step: String should have at least 1 character"),
     ("step", {"step": "s" * 101}, 422, "step: String should have at most 100 characters"),
     ("step", {"step": None}, 422, "step: Field required"),
     ("step", {"step": 7}, 422, "step: Input should be a valid string"),
-    ("step", {"head": 4}, 400, "head must be an integer in [0, 4), got 4"),
+    ("step", {"head": H}, 400, f"head must be an integer in [0, {H}), got {H}"),
     ("step", {"head": -1}, 422, "head: Input should be greater than or equal to 0"),
-    ("step", {"layer": 8}, 400, "layer must be an integer in [0, 8), got 8"),
+    ("step", {"layer": L}, 400, f"layer must be an integer in [0, {L}), got {L}"),
     ("step", {"row_offset": 6}, 400, "has 6 rows and 6 columns"),
     ("step", {"col_offset": BIG}, 400, f"col_offset {BIG}"),
     ("step", {"row_offset": -1}, 422, "row_offset: Input should be greater than or equal to 0"),
@@ -175,7 +176,7 @@ CASES = [
     ("lens", {"points": "some"}, 422, "points: Input should be 'all' or 'post'"),
     ("lens", {"target": " Shawshank"}, 400, "is 3 tokens"),
     ("lens", {"target": "x" * 101}, 422, "target: String should have at most 100 characters"),
-    ("lens", {"layer": 99}, 400, "layer must be an integer in [0, 8), got 99"),
+    ("lens", {"layer": 99}, 400, f"layer must be an integer in [0, {L}), got 99"),
     # sampling: the settings
     ("sampling", {"temperature": -1}, 422, "temperature: Input should be greater than or equal"),
     ("sampling", {"temperature": 1e-300}, 422, "temperature: Value error, must be 0 (greedy)"),
@@ -190,19 +191,29 @@ CASES = [
     ("sampling", {"greedy": "maybe"}, 422, "greedy: Input should be a valid boolean"),
     # edit: count, kinds, layers, heads, neurons, steps, values
     ("edit", {"edits": [HEAD] * 17}, 422, "edits: List should have at most 16 items"),
-    ("edit", {"edits": [{**HEAD, "head": 4}]}, 400, "head must be an integer in [0, 4), got 4"),
+    (
+        "edit",
+        {"edits": [{**HEAD, "head": H}]},
+        400,
+        f"head must be an integer in [0, {H}), got {H}",
+    ),
     ("edit", {"edits": [{**HEAD, "head": BIG}]}, 400, f"got {BIG}"),
-    ("edit", {"edits": [{**HEAD, "layer": 8}]}, 400, "no step is named 'blocks.8.attn.hook_z'"),
+    ("edit", {"edits": [{**HEAD, "layer": L}]}, 400, f"no step is named 'blocks.{L}.attn.hook_z'"),
     ("edit", {"edits": [{**HEAD, "layer": -1}]}, 422, "edits.0.ablate_head.layer"),
     ("edit", {"edits": [{**HEAD, "how": "max"}]}, 422, "edits.0.ablate_head.how"),
     ("edit", {"edits": [{**HEAD, "kind": "delete"}]}, 422, "edits.0: Input tag 'delete'"),
     ("edit", {"edits": [{"layer": 0}]}, 422, "edits.0: Unable to extract tag"),
     ("edit", {"edits": [{**HEAD, "extra": 1}]}, 422, "edits.0.ablate_head.extra"),
-    ("edit", {"edits": [{"kind": "ablate_mlp", "layer": 8}]}, 400, "blocks.8.hook_mlp_out"),
-    ("edit", {"edits": [{**NEURON, "neuron": 512}]}, 400, "neuron must be an integer in [0, 512)"),
+    ("edit", {"edits": [{"kind": "ablate_mlp", "layer": L}]}, 400, f"blocks.{L}.hook_mlp_out"),
+    (
+        "edit",
+        {"edits": [{**NEURON, "neuron": 4 * C}]},
+        400,
+        f"neuron must be an integer in [0, {4 * C})",
+    ),
     ("edit", {"edits": [{**NEURON, "neuron": -1}]}, 422, "edits.0.scale_neuron.neuron"),
     ("edit", {"edits": [{**NEURON, "factor": 1e308}]}, 400, "the logits are inf or NaN"),
-    ("edit", {"edits": [{**STEER, "layer": 8}]}, 400, "layer"),
+    ("edit", {"edits": [{**STEER, "layer": L}]}, 400, "layer"),
     ("edit", {"edits": [{**STEER, "scale": 1e308}]}, 400, "the logits are inf or NaN"),
     ("edit", {"edits": [{**STEER, "positive": TOO_MANY_TOKENS}]}, 400, "at most 64"),
     ("edit", {"edits": [{**STEER, "negative": ""}]}, 422, "edits.0.steer.negative"),
@@ -223,7 +234,7 @@ CASES = [
     ("generate", {"greedy": None, "top_k": 50258}, 400, "top_k must be an integer in [1, 50257]"),
     ("generate", {"greedy": None, "top_p": 2}, 422, "top_p: Input should be less than"),
     ("generate", {"edits": [SET]}, 400, "remove it to generate"),
-    ("generate", {"edits": [{**HEAD, "head": 9}]}, 400, "head must be an integer in [0, 4)"),
+    ("generate", {"edits": [{**HEAD, "head": 9}]}, 400, f"head must be an integer in [0, {H})"),
     ("generate", {"edits": [{**STEER, "scale": 1e308}]}, 400, "the logits are inf or NaN"),
     ("generate", {"edits": [HEAD] * 17}, 422, "edits: List should have at most 16 items"),
     ("generate", {"layer": 0}, 422, "layer: Extra inputs are not permitted"),

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 import torch
+from conftest import TINY_CONFIG
 
 from gpt2lab.cli import build_parser
 from gpt2lab.web import cli as web_cli
@@ -168,7 +169,7 @@ def check(route: str, fields: dict, prompt: str, answer: dict | list, want: dict
         assert all(len(row) == 256 for row in answer["values"])
         assert len(answer["column_tokens"]) == 256
     elif route == "lens":
-        assert len(answer["points"]) == 9  # the embeddings, then each of the 8 blocks
+        assert len(answer["points"]) == TINY_CONFIG.n_layer + 1  # the embeddings, then each block
         assert len(answer["tokens"]) == len(ids)
         assert [len(point) for point in answer["top_ids"]] == [len(ids)] * 9
         assert answer["top_ids"][-1][-1][0] == want["next"]  # the last block's lens: the logits
