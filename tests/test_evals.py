@@ -124,15 +124,15 @@ def test_split_last_word():
 
 
 @pytest.fixture(scope="module")
-def tiny_models():
-    """The bundled trained ``tiny`` as transformers and as gpt2lab load it: a random model
-    predicts nearly the same token everywhere, a trained one writes real words."""
+def tiny_models(tmp_path_factory):
+    """The bundled trained ``tiny`` in transformers (from the Hugging Face folder gpt2lab saves)
+    and in gpt2lab: a random model predicts nearly the same token everywhere, a trained one
+    writes real words."""
     from transformers import GPT2LMHeadModel
 
-    from gpt2lab.weights import BUNDLED_MODELS
-
-    hf = GPT2LMHeadModel.from_pretrained(BUNDLED_MODELS / "tiny").float().eval()  # stored fp16
-    return hf, gpt2lab.load("tiny")
+    model = gpt2lab.load("tiny")
+    folder = model.save(tmp_path_factory.mktemp("tiny_hf"))
+    return GPT2LMHeadModel.from_pretrained(folder).eval(), model
 
 
 def _greedy_word(model, context: str) -> str | None:

@@ -232,9 +232,9 @@ def edit_cases(tiny) -> list[tuple[list[dict], list]]:
         (
             [
                 {"kind": "ablate_head", "layer": 0, "head": 0},
-                {"kind": "scale_neuron", "layer": 7, "neuron": 0, "factor": -2.5},
+                {"kind": "scale_neuron", "layer": L - 1, "neuron": 0, "factor": -2.5},
             ],
-            [ablate_head(0, 0), scale_neuron(7, 0, -2.5)],
+            [ablate_head(0, 0), scale_neuron(L - 1, 0, -2.5)],
         ),
     ]
 

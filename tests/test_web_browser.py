@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import TINY_CONFIG
 
 from gpt2lab.trace import ablate_head
 from gpt2lab.web.app import create_app
@@ -200,7 +201,7 @@ def test_a_big_step_table_fetches_more_as_it_scrolls(page, server):
     assert cell(page, "edit").is_hidden()
     header = cell(page, key).locator("table.grid thead th")
     before = header.count()
-    assert before == 41  # the row labels, then the first 40 of 512 neurons
+    assert before == 41  # the row labels, then the first 40 neurons
     cell(page, key).locator(".grid-wrap").evaluate("el => { el.scrollLeft = el.scrollWidth; }")
     page.wait_for_function(
         "n => document.querySelectorAll(\"[data-cell='blocks.0.mlp.hook_post'] thead th\")"
@@ -208,7 +209,7 @@ def test_a_big_step_table_fetches_more_as_it_scrolls(page, server):
         arg=before,
     )
     info = cell(page, key).locator(".grid-info").inner_text()
-    assert "columns 0–79 of 512" in info
+    assert f"columns 0–79 of {4 * TINY_CONFIG.n_embd}" in info
 
     # Double-click a number, type a new one: the run goes on from there with that value.
     cell(page, key).locator("td[data-r='5'][data-c='3']").dblclick()
