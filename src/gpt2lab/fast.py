@@ -61,8 +61,9 @@ def dequantize_int8(q: Tensor, scale: Tensor) -> Tensor:
 def quantize_model(model: GPT2, method: str) -> None:
     """Round every weight matrix (and the tied embedding) to int8 per output channel, in place.
 
-    The float parameters then hold exactly the rounded values, so the named-step path, traces and
-    saved files compute with the same weights as the int8 kernels of the fast path.
+    The float parameters then hold the rounded values (exactly in float32; in bfloat16 up to its
+    own rounding of q · s), so the named-step path, traces and saved files compute with the same
+    weights as the int8 kernels of the fast path.
     """
     if method not in QUANTIZATIONS:
         raise UsageError(f"quantize must be one of {', '.join(QUANTIZATIONS)}; got {method!r}")
