@@ -9,20 +9,19 @@ from __future__ import annotations
 
 import argparse
 import csv
+import tempfile
 from pathlib import Path
 
-import tomllib
 import torch
 
 import gpt2lab
 from gpt2lab.train.data import TokenData
-from gpt2lab.train.trainer import STATE_FILE, evaluate, latest_checkpoint
+from gpt2lab.train.trainer import evaluate, latest_checkpoint, load_training_state
 from gpt2lab.viz.plots import loss_curve
 from gpt2lab.weights.hf import quantize_state, save_hf_folder
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "src" / "gpt2lab" / "models" / "tiny"
-CONFIG = Path(__file__).with_name("tiny.toml")
 MAX_BYTES = 20_000_000  # the issue's limit for the bundled weights (tests/test_tiny.py checks it)
 PROMPTS = [
     "Once upon a time",
@@ -31,16 +30,49 @@ PROMPTS = [
 ]
 
 
+def read_stages(runs: list[Path]) -> tuple[list[dict], list[dict]]:
+    """Each run's settings, steps and time (from its last checkpoint), and the loss log of all
+    runs as one, later runs' steps and tokens counted on from where the one before stopped."""
+    stages, rows = [], []
+    step0 = tokens0 = 0
+    for run in runs:
+        state = load_training_state(latest_checkpoint(run))
+        stages.append({**state["train_config"], "step": state["step"], "s": state["elapsed_s"]})
+        with open(run / "loss.csv", newline="") as f:
+            for row in csv.DictReader(f):
+                if int(row["step"]) > state["step"]:  # logged after the checkpoint: not in it
+                    break
+                row["step"] = str(int(row["step"]) + step0)
+                row["tokens"] = str(int(row["tokens"]) + tokens0)
+                rows.append(row)
+        step0, tokens0 = int(rows[-1]["step"]), int(rows[-1]["tokens"])
+    return stages, rows
+
+
+def describe(stage: dict, number: int) -> str:
+    start = "from scratch" if stage["init"] == "scratch" else f"from stage {number - 1}'s weights"
+    return (
+        f"stage {number}: {stage['step']} steps {start}, AdamW lr {stage['lr']} -> "
+        f"{stage['min_lr']} (warmup {stage['warmup_steps']}, cosine), {stage['s'] / 3600:.2f} h"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, default=ROOT / "work" / "tiny" / "run")
+    parser.add_argument(
+        "--runs",
+        type=Path,
+        nargs="+",
+        default=[ROOT / "work" / "tiny" / name for name in ("run", "run2", "run3")],
+        help="the training runs in order; the last one's latest checkpoint is exported",
+    )
     parser.add_argument("--data", type=Path, default=ROOT / "work" / "tiny" / "data")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--history", default="", help="how the run went, for the card (Markdown)")
     args = parser.parse_args()
 
-    ckpt = latest_checkpoint(args.run)
-    state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
+    stages, rows = read_stages(args.runs)
+    ckpt = latest_checkpoint(args.runs[-1])
     trained = gpt2lab.load(ckpt)
     config = trained.config.replace(dropout=0.0)
     half = {name: t.half() for name, t in trained.state_dict().items()}
@@ -69,12 +101,10 @@ def main() -> None:
         torch.device("cpu"),
         torch.autocast("cpu", enabled=False),
     )
-    with open(args.run / "loss.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
     recent = [float(r["train_loss"]) for r in rows[-50:]]
     train_loss = sum(recent) / len(recent)
-    plan = tomllib.loads(CONFIG.read_text())
-    step, hours = state["step"], state["elapsed_s"] / 3600
+    plan, last = stages[0], stages[-1]
+    hours = sum(stage["s"] for stage in stages) / 3600
     tokens = int(rows[-1]["tokens"])
     samples = [
         (p, model.generate_text(p, 80, top_k=40, temperature=0.8, seed=seed))
@@ -83,13 +113,18 @@ def main() -> None:
     greedy = model.generate_text(PROMPTS[0], 60, greedy=True)
 
     stopped = ""
-    if step < plan["max_steps"]:
+    if last["step"] < last["max_steps"]:
         stopped = (
-            f"The run was stopped at step {step} of its {plan['max_steps']}-step "
+            f"The last stage was stopped at step {last['step']} of its {last['max_steps']}-step "
             f"schedule (the session's time ran out), so the learning rate had not "
-            f"finished decaying; `gpt2lab train --resume --out-dir {plan['out_dir']}` "
+            f"finished decaying; `gpt2lab train --resume --out-dir {last['out_dir']}` "
             f"continues it."
         )
+    schedule = "; ".join(describe(stage, i) for i, stage in enumerate(stages, 1))
+    commands = "\n".join(
+        f"gpt2lab train --config recipes/tiny/{name}"
+        for name in ["tiny.toml", *(f"tiny-{n}.toml" for n in range(2, len(stages) + 1))]
+    )
     target = (
         "which this version meets"
         if val_loss <= 2.8
@@ -104,7 +139,7 @@ def main() -> None:
     card = f"""# `tiny`: gpt2lab's bundled model
 
 A small language model with GPT-2's architecture and GPT-2's tokenizer (every id means what it
-means in GPT-2), trained by gpt2lab's own trainer on two CPU cores. It ships inside the package so
+means in GPT-2), trained by gpt2lab's own trainer on a CPU core. It ships inside the package so
 that everything in gpt2lab works offline: `gpt2lab.load("tiny")`, `--model tiny`. It writes
 simple children's stories; it knows nothing else.
 
@@ -116,7 +151,7 @@ simple children's stories; it knows nothing else.
 | file | `model.safetensors`, {stored}, {size_mb:.1f} MB; loads as float32 |
 | training data | TinyStories: `tinystories_sample_2M.txt` (original casing) plus the stories of `tinystories_slice_4M_lowercased.txt` that are not in it, re-cased by `make_data.py`; {meta["train_tokens"]:,} training tokens |
 | held-out data | {meta["val_documents"]} stories ({meta["val_tokens"]:,} tokens) of the original-case sample, chosen by content hash; never trained on, in any casing |
-| training | {step} steps of {plan["batch_size"]} x {plan["block_size"]} tokens ({tokens:,} tokens, {tokens / meta["train_tokens"]:.1f} epochs), AdamW lr {plan["lr"]} -> {plan["min_lr"]} (warmup {plan["warmup_steps"]}, cosine), weight decay {plan["weight_decay"]}, dropout {plan["dropout"]}, {plan["dtype"]}; {hours:.2f} hours of training |
+| training | {rows[-1]["step"]} steps of {plan["batch_size"]} x {plan["block_size"]} tokens ({tokens:,} tokens, {tokens / meta["train_tokens"]:.1f} epochs), weight decay {plan["weight_decay"]}, dropout {plan["dropout"]}, {plan["dtype"]} on one CPU core; {schedule}; {hours:.2f} hours in all |
 | loss (nats/token) | training {train_loss:.3f} (mean of the last 50 steps); **held-out {val_loss:.3f}** (these exported weights, every held-out token) |
 
 {stopped}
@@ -129,12 +164,12 @@ The target for this model is a held-out loss of at most 2.8 nats/token, {target}
 
 ```bash
 python recipes/tiny/make_data.py --out work/tiny
-gpt2lab train --config recipes/tiny/tiny.toml
-python recipes/tiny/export.py --run work/tiny/run --data work/tiny/data
+{commands}
+python recipes/tiny/export.py --data work/tiny/data
 ```
 
-The configuration is `recipes/tiny/tiny.toml`; the loss curve of the run is `loss.png` beside this
-card.
+The configurations are in `recipes/tiny/`; the loss curve of the whole training is `loss.png`
+beside this card.
 
 ## Samples
 
@@ -152,8 +187,14 @@ and has no knowledge of the world. It is a teaching and testing model, not a sub
     while "\n\n\n" in card:
         card = card.replace("\n\n\n", "\n\n")
     (args.out / "MODEL_CARD.md").write_text(card, encoding="utf-8")
-    loss_curve(args.run / "loss.csv").savefig(args.out / "loss.png", dpi=120)
-    print(f"exported step {step}: held-out loss {val_loss:.4f}, {size_mb:.1f} MB -> {args.out}")
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "loss.csv"
+        with open(log, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        loss_curve(log).savefig(args.out / "loss.png", dpi=120)
+    print(f"exported {ckpt}: held-out loss {val_loss:.4f}, {size_mb:.1f} MB -> {args.out}")
 
 
 if __name__ == "__main__":
