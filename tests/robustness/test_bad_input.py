@@ -232,7 +232,7 @@ CLI_CASES = {
     "inspect-unknown-step": (
         ["inspect", PROMPT, "--model", "tiny", "--step", "blocks.99.hook_resid_pre"],
         2,
-        "did you mean blocks.7.hook_resid_pre",
+        f"did you mean blocks.{L - 1}.hook_resid_pre",
     ),
     "inspect-top-k-above-vocab": (
         ["inspect", PROMPT, "--model", "tiny", "--top-k", "50258"],

@@ -160,7 +160,7 @@ def check(route: str, fields: dict, prompt: str, answer: dict | list, want: dict
         assert 0 < sum(probs) <= 1 + 1e-6
         assert answer["next"][0]["id"] == want["next"]
     elif route == "step" and fields["step"].endswith("hook_pattern"):
-        assert answer["shape"] == [1, 4, len(ids), len(ids)]
+        assert answer["shape"] == [1, TINY_CONFIG.n_head, len(ids), len(ids)]
         for row in answer["values"]:  # each position's attention sums to 1
             assert abs(sum(row) - 1) < 1e-5
     elif route == "step":
@@ -171,7 +171,7 @@ def check(route: str, fields: dict, prompt: str, answer: dict | list, want: dict
     elif route == "lens":
         assert len(answer["points"]) == TINY_CONFIG.n_layer + 1  # the embeddings, then each block
         assert len(answer["tokens"]) == len(ids)
-        assert [len(point) for point in answer["top_ids"]] == [len(ids)] * 9
+        assert [len(point) for point in answer["top_ids"]] == [len(ids)] * (TINY_CONFIG.n_layer + 1)
         assert answer["top_ids"][-1][-1][0] == want["next"]  # the last block's lens: the logits
     elif route == "sampling":
         assert answer["ids"][:-1] == ids
