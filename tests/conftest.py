@@ -40,6 +40,21 @@ def tiny():
     return gpt2lab.load("tiny")
 
 
+@pytest.fixture
+def cached_tiny(monkeypatch, tiny):
+    """`--model tiny` in CLI tests, without reading the file again for each case."""
+    import gpt2lab.weights
+
+    real = gpt2lab.weights.load
+
+    def load(name, **options):
+        if str(name) == "tiny" and not any(options.values()):
+            return tiny
+        return real(name, **options)
+
+    monkeypatch.setattr(gpt2lab.weights, "load", load)
+
+
 WEB_MAX_PROMPT_TOKENS = 64  # the web API tests' limits, small enough to reach
 WEB_MAX_NEW_TOKENS = 16
 

@@ -32,7 +32,7 @@ def workdir(tmp_path_factory):
     cache = root / "hub"
     populate_hub_cache(cache, "gpt2", source)
     small = make_hf_model(root / "small", n_layer=2, n_embd=64, n_head=4, n_positions=64)
-    from test_weights_tf import write_openai_checkpoint
+    from weightfiles import write_openai_checkpoint
 
     write_openai_checkpoint(root / "cwd" / "models" / "124M", small)
     stories = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text()

@@ -8,121 +8,16 @@ import hashlib
 import json
 import random
 import shutil
-import struct
-from pathlib import Path
 
-import crc32c
 import numpy as np
 import pytest
 import torch
 from conftest import shared_path
+from weightfiles import write_openai_checkpoint
 
 import gpt2lab
 from gpt2lab.errors import CheckpointError
 from gpt2lab.weights.openai_tf import load_tf_checkpoint, read_index, read_tensor
-
-
-# --- a minimal tensor-bundle writer (LevelDB table + protobuf), the inverse of the reader ------
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, n = n & 0x7F, n >> 7
-        out.append(byte | (0x80 if n else 0))
-        if not n:
-            return bytes(out)
-
-
-def _field(number: int, value: int | bytes) -> bytes:
-    if isinstance(value, bytes):
-        return _varint(number << 3 | 2) + _varint(len(value)) + value
-    return _varint(number << 3) + _varint(value)
-
-
-def _mask(crc: int) -> int:
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _block(pairs: list[tuple[bytes, bytes]], restart_interval: int = 4) -> bytes:
-    body, restarts, last = bytearray(), [], b""
-    for i, (key, value) in enumerate(pairs):
-        shared = 0
-        if i % restart_interval == 0:
-            restarts.append(len(body))
-        else:
-            while shared < min(len(key), len(last)) and key[shared] == last[shared]:
-                shared += 1
-        body += _varint(shared) + _varint(len(key) - shared) + _varint(len(value))
-        body += key[shared:] + value
-        last = key
-    restarts = restarts or [0]
-    body += b"".join(struct.pack("<I", r) for r in restarts) + struct.pack("<I", len(restarts))
-    return bytes(body)
-
-
-def _with_trailer(block: bytes) -> bytes:
-    return block + b"\x00" + struct.pack("<I", _mask(crc32c.crc32c(block + b"\x00")))
-
-
-def write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
-    """Write ``prefix``.index and ``prefix``.data-00000-of-00001 for float32 ``tensors``."""
-    data, pairs = bytearray(), [(b"", _field(1, 1))]  # BundleHeaderProto: num_shards = 1
-    for name in sorted(tensors):
-        raw = np.ascontiguousarray(tensors[name], dtype="<f4").tobytes()
-        shape = b"".join(_field(2, _field(1, d)) for d in tensors[name].shape)
-        entry = (
-            _field(1, 1)
-            + _field(2, shape)
-            + _field(4, len(data))
-            + _field(5, len(raw))
-            + _varint(6 << 3 | 5)
-            + struct.pack("<I", _mask(crc32c.crc32c(raw)))
-        )
-        pairs.append((name.encode(), entry))
-        data += raw
-    # Layout: data block, index block (-> data block), empty metaindex block, footer.
-    data_block = _block(pairs)
-    index_block = _block([(pairs[-1][0], _varint(0) + _varint(len(data_block)))])
-    meta_block = _block([])
-    index_offset = len(data_block) + 5
-    meta_offset = index_offset + len(index_block) + 5
-    table = b"".join(_with_trailer(b) for b in (data_block, index_block, meta_block))
-    handles = _varint(meta_offset) + _varint(len(meta_block))
-    handles += _varint(index_offset) + _varint(len(index_block))
-    table += handles.ljust(40, b"\x00") + struct.pack("<Q", 0xDB4775248B80FB57)
-    prefix.with_name(prefix.name + ".index").write_bytes(table)
-    prefix.with_name(prefix.name + ".data-00000-of-00001").write_bytes(bytes(data))
-
-
-def write_openai_checkpoint(folder: Path, hf_model) -> None:
-    """Save a transformers GPT-2 the way OpenAI released theirs (TF names, [1, in, out] kernels)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    tensors = {}
-    for name, t in hf_model.transformer.state_dict().items():
-        if name.endswith((".attn.bias", ".attn.masked_bias")):
-            continue
-        *path, leaf = name.split(".")
-        if path[0] == "h":
-            path = [f"h{path[1]}", *path[2:]]
-        is_norm = path[-1].startswith("ln_")
-        tf_leaf = {"weight": "g" if is_norm else "w", "bias": "b"}[leaf]
-        array = t.numpy()
-        if path[0] in ("wte", "wpe"):
-            tensors[f"model/{path[0]}"] = array
-            continue
-        if tf_leaf == "w":
-            array = array[None]
-        tensors["/".join(["model", *path, tf_leaf])] = array
-    write_bundle(folder / "model.ckpt", tensors)
-    c = hf_model.config
-    hparams = {
-        "n_vocab": c.vocab_size,
-        "n_ctx": c.n_positions,
-        "n_embd": c.n_embd,
-        "n_head": c.n_head,
-        "n_layer": c.n_layer,
-    }
-    (folder / "hparams.json").write_text(json.dumps(hparams))
-    (folder / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n')
 
 
 # --- the genuine GPT-2 124M files -------------------------------------------------------------

@@ -100,21 +100,6 @@ def no_server(monkeypatch):
 PROGRESS_BAR = re.compile(r"\d+%\|")  # tqdm's lines on stderr are not messages
 
 
-@pytest.fixture
-def cached_tiny(monkeypatch, tiny):
-    """`--model tiny` without reading the file again for each case (the same weights)."""
-    import gpt2lab.weights
-
-    real = gpt2lab.weights.load
-
-    def load(name, **options):
-        if str(name) == "tiny" and not any(options.values()):
-            return tiny
-        return real(name, **options)
-
-    monkeypatch.setattr(gpt2lab.weights, "load", load)
-
-
 def run_main(capsys, argv: list[str]) -> tuple[int, str, str, bool]:
     """(exit code, stdout, stderr, whether argparse rejected the arguments)."""
     try:

@@ -61,21 +61,6 @@ def tok():
     return gpt2lab.get_tokenizer()
 
 
-@pytest.fixture
-def cached_tiny(monkeypatch, tiny):
-    """`--model tiny` without reading the file again each example (the same weights)."""
-    import gpt2lab.weights
-
-    real = gpt2lab.weights.load
-
-    def load(name, **options):
-        if str(name) == "tiny" and not any(options.values()):
-            return tiny
-        return real(name, **options)
-
-    monkeypatch.setattr(gpt2lab.weights, "load", load)
-
-
 # --- the tokenizer ----------------------------------------------------------------------------
 PIECES = [
     " ", "  ", "\n", "\r\n", "\t", "\u00a0", "\u3000", "\u200b", "'s", "'LL", "’", "0", "42",

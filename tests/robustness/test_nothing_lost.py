@@ -31,6 +31,7 @@ import pytest
 import torch
 from conftest import shared_path
 from safetensors import SafetensorError
+from test_train import small_args
 
 import gpt2lab
 from gpt2lab.cli import main
@@ -63,27 +64,10 @@ def data_dir(stories) -> Path:
 
 
 def train_args(data: Path, out: Path, **overrides: object) -> list[str]:
-    settings = {
-        "data": data,
-        "out_dir": out,
-        "n_layer": 2,
-        "n_embd": 32,
-        "n_head": 2,
-        "block_size": 32,
-        "batch_size": 4,
-        "max_steps": 6,
-        "warmup_steps": 2,
-        "lr": 3e-3,
-        "eval_interval": 3,
-        "eval_batches": 1,
-        "sample_tokens": 2,
-        "checkpoint_interval": 2,
-        "seed": 7,
-        **overrides,
-    }
-    return [
-        arg for key, value in settings.items() for arg in (f"--{key.replace('_', '-')}", str(value))
-    ]
+    """test_train's small run, 2 layers deep, checkpointing every 2 of its 6 steps."""
+    settings = {"n_layer": 2, "max_steps": 6, "eval_interval": 3, "eval_batches": 1}
+    settings |= {"sample_tokens": 2, "checkpoint_interval": 2}
+    return small_args(data, out, **(settings | overrides))
 
 
 def loss_rows(run: Path) -> list[tuple[str, str, str]]:

@@ -40,20 +40,33 @@ def _mask(crc: int) -> int:
     return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _block(pairs: list[tuple[bytes, bytes]]) -> bytes:
-    body = bytearray()
-    for key, value in pairs:  # no prefix sharing: one restart point, valid for any keys
-        body += varint(0) + varint(len(key)) + varint(len(value)) + key + value
-    return bytes(body) + struct.pack("<I", 0) + struct.pack("<I", 1)
+def _block(pairs: list[tuple[bytes, bytes]], restart_interval: int | None = None) -> bytes:
+    """A LevelDB block. With ``restart_interval`` keys share their prefix with the one before,
+    except at a restart point every ``restart_interval`` entries, as LevelDB writes them; without,
+    no key shares anything and the block has one restart point (valid for any keys)."""
+    body, restarts, last = bytearray(), [], b""
+    for i, (key, value) in enumerate(pairs):
+        shared = 0
+        if i % (restart_interval or len(pairs)) == 0:
+            restarts.append(len(body))
+        elif restart_interval:
+            while shared < min(len(key), len(last)) and key[shared] == last[shared]:
+                shared += 1
+        body += varint(shared) + varint(len(key) - shared) + varint(len(value))
+        body += key[shared:] + value
+        last = key
+    restarts = restarts or [0]
+    body += b"".join(struct.pack("<I", r) for r in restarts) + struct.pack("<I", len(restarts))
+    return bytes(body)
 
 
 def _with_trailer(block: bytes) -> bytes:
     return block + b"\x00" + struct.pack("<I", _mask(crc32c.crc32c(block + b"\x00")))
 
 
-def table(pairs: list[tuple[bytes, bytes]]) -> bytes:
+def table(pairs: list[tuple[bytes, bytes]], restart_interval: int | None = None) -> bytes:
     """A LevelDB table file (one data block, its index block, an empty metaindex, the footer)."""
-    data_block = _block(pairs)
+    data_block = _block(pairs, restart_interval)
     last_key = pairs[-1][0] if pairs else b""
     index_block = _block([(last_key, varint(0) + varint(len(data_block)))])
     meta_block = _block([])
@@ -73,7 +86,9 @@ def entry(dtype: int, shape: tuple[int, ...], offset: int, raw: bytes) -> bytes:
     return head + varint(6 << 3 | 5) + crc  # crc32c: field 6, fixed32
 
 
-def write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
+def write_bundle(
+    prefix: Path, tensors: dict[str, np.ndarray], restart_interval: int | None = None
+) -> None:
     """``prefix``.index + ``prefix``.data-00000-of-00001 holding ``tensors`` as stored."""
     data, pairs = bytearray(), [(b"", field(1, 1))]  # BundleHeaderProto: num_shards = 1
     for name in sorted(tensors):
@@ -81,7 +96,7 @@ def write_bundle(prefix: Path, tensors: dict[str, np.ndarray]) -> None:
         raw = array.astype(array.dtype.newbyteorder("<")).tobytes()
         pairs.append((name.encode(), entry(TF_DTYPES[array.dtype], array.shape, len(data), raw)))
         data += raw
-    prefix.with_name(prefix.name + ".index").write_bytes(table(pairs))
+    prefix.with_name(prefix.name + ".index").write_bytes(table(pairs, restart_interval))
     prefix.with_name(prefix.name + ".data-00000-of-00001").write_bytes(bytes(data))
 
 
@@ -96,7 +111,12 @@ def tf_name(hf_name: str) -> str:
     return "/".join(["model", *path, leaf])
 
 
-def write_tf_checkpoint(folder: Path, state: dict[str, torch.Tensor], hparams: dict) -> None:
+def write_tf_checkpoint(
+    folder: Path,
+    state: dict[str, torch.Tensor],
+    hparams: dict,
+    restart_interval: int | None = None,
+) -> None:
     """An OpenAI-style folder: hparams.json, checkpoint, model.ckpt.* ([1, in, out] kernels)."""
     folder.mkdir(parents=True, exist_ok=True)
     tensors = {}
@@ -105,9 +125,20 @@ def write_tf_checkpoint(folder: Path, state: dict[str, torch.Tensor], hparams: d
         if ".c_" in name and name.endswith(".weight"):
             array = array[None]
         tensors[tf_name(name)] = array
-    write_bundle(folder / "model.ckpt", tensors)
+    write_bundle(folder / "model.ckpt", tensors, restart_interval)
     (folder / "hparams.json").write_text(json.dumps(hparams))
     (folder / "checkpoint").write_text('model_checkpoint_path: "model.ckpt"\n')
+
+
+def write_openai_checkpoint(folder: Path, hf_model) -> None:
+    """Save a transformers GPT-2 the way OpenAI released theirs (TF names, [1, in, out] kernels)."""
+    state = {
+        name: t
+        for name, t in hf_model.transformer.state_dict().items()
+        if not name.endswith((".attn.bias", ".attn.masked_bias"))  # buffers, not weights
+    }
+    # Shared key prefixes, as TensorFlow's own writer makes them: the reader must undo them.
+    write_tf_checkpoint(folder, state, hparams_of(hf_model.config), restart_interval=4)
 
 
 def hparams_of(config) -> dict[str, int]:
