@@ -16,12 +16,15 @@ Prints:
   share of the measured read bandwidth;
 - prefill: a ``--prefill-tokens`` prompt to its first new token, gpt2lab vs transformers;
 - batch-8 throughput as a multiple of batch 1.
+On a GPU, decoding replays one CUDA graph per token; the "no graphs" rows launch the same
+kernels one by one.
 Ends with ``ratio X.XX`` = gpt2lab float32 decode tokens/s / transformers float32 decode tokens/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -29,6 +32,7 @@ from collections.abc import Callable
 import torch
 from twins import twin_models  # benchmarks/ is on sys.path when a script runs
 
+from gpt2lab import fast
 from gpt2lab.model import GPT2
 
 
@@ -61,13 +65,15 @@ def memory_bandwidth(device: str, gib: float) -> tuple[float, float]:
 
 
 def weight_bytes_per_token(model: GPT2) -> int:
-    """Bytes of weights one decode step reads: every matrix (int8: one byte + a bfloat16 scale
-    per output channel), vector, and the tied unembedding; of W_P only one row."""
+    """Bytes of weights one decode step reads: every matrix (int8 kernels: one byte + a bfloat16
+    scale per output channel), vector, and the tied unembedding; of W_P only one row."""
+    with torch.no_grad():
+        int8 = isinstance(fast.fast_weights(model).unembed, fast.Int8)
     total = 0
     for name, p in model.named_parameters():
         if name.endswith("wpe.weight"):
             total += p.shape[1] * p.element_size()
-        elif p.dim() == 2 and model.quantized == "int8":
+        elif p.dim() == 2 and int8:
             total += p.numel() + 2 * (p.shape[0] if name.endswith("wte.weight") else p.shape[1])
         else:
             total += p.numel() * p.element_size()
@@ -90,13 +96,13 @@ def main() -> None:
     device = args.device
 
     read_bw, matvec_bw = memory_bandwidth(device, args.probe_gib)
-    hf32, ours32 = twin_models(args.preset)
-    hf32, ours32 = hf32.to(device), ours32.to(device)
-    hf16 = twin_models(args.preset)[0].to(device, torch.bfloat16)
-    steps32 = twin_models(args.preset)[1].to(device)
+    hf, ours = twin_models(args.preset)
+    hf32, hf16 = copy.deepcopy(hf).to(device), hf.to(device, torch.bfloat16)
+    steps32 = copy.deepcopy(ours).to(device)
     steps32.fast_path = False
-    ours16 = twin_models(args.preset)[1].to(device, torch.bfloat16)
-    ours8 = twin_models(args.preset)[1].to(device, torch.bfloat16).quantize("int8")
+    ours32 = copy.deepcopy(ours).to(device)
+    ours16 = copy.deepcopy(ours).to(device, torch.bfloat16)
+    ours8 = ours.to(device, torch.bfloat16).quantize("int8")
     hf_models = {"transformers float32": hf32, "transformers bfloat16": hf16}
     our_models = {
         "gpt2lab named steps float32": steps32,
@@ -124,9 +130,21 @@ def main() -> None:
 
         return run
 
-    def our_runner(model: GPT2, ids: torch.Tensor, new: int) -> Callable[[], list[list[int]]]:
+    def our_runner(
+        model: GPT2, ids: torch.Tensor, new: int, graphs: bool = True
+    ) -> Callable[[], list[list[int]]]:
         rows = ids.tolist()
-        return lambda: model.generate(rows, new, greedy=True, stop_at_eos=False)
+
+        def run() -> list[list[int]]:
+            with_graphs = fast.decodes_with_graphs
+            if not graphs:  # the same fast path, each step's kernels launched one by one
+                fast.decodes_with_graphs = lambda device: False
+            try:
+                return model.generate(rows, new, greedy=True, stop_at_eos=False)
+            finally:
+                fast.decodes_with_graphs = with_graphs
+
+        return run
 
     def race(runners: dict[str, Callable[[], object]], work: int) -> dict[str, float]:
         """Median units of work per second of each runner; runs alternate."""
@@ -154,13 +172,18 @@ def main() -> None:
     print(f"\ndecode, batch 1, prompt {args.prompt_tokens}, {args.new_tokens} new tokens greedy")
     runners = {n: hf_runner(m, one, args.new_tokens) for n, m in hf_models.items()}
     runners |= {n: our_runner(m, one, args.new_tokens) for n, m in our_models.items()}
+    if fast.decodes_with_graphs(torch.device(device)):
+        runners |= {
+            f"{name} no graphs": our_runner(our_models[name], one, args.new_tokens, graphs=False)
+            for name in ("gpt2lab fast float32", "gpt2lab fast bfloat16")
+        }
     decode = race(runners, args.new_tokens)
     base = decode["transformers float32"]
     for name, rate in decode.items():
         model = our_models.get(name, ours32 if "float32" in name else ours16)
         gbs = weight_bytes_per_token(model) * rate / 1e9
         print(
-            f"{name:>28}: {rate:7.1f} tokens/s  x{rate / base:4.2f} transformers float32  "
+            f"{name:>38}: {rate:7.1f} tokens/s  x{rate / base:4.2f} transformers float32  "
             f"weights {gbs:5.1f} GB/s = {100 * gbs / read_bw:3.0f}% of read bandwidth"
         )
 
@@ -170,7 +193,7 @@ def main() -> None:
     prefill = race(runners, args.prefill_tokens)
     for name, rate in prefill.items():
         print(
-            f"{name:>28}: {rate:7.0f} tokens/s  x{rate / prefill['transformers float32']:4.2f} "
+            f"{name:>38}: {rate:7.0f} tokens/s  x{rate / prefill['transformers float32']:4.2f} "
             f"transformers float32  x{rate / prefill['transformers bfloat16']:4.2f} bfloat16"
         )
 
@@ -180,7 +203,7 @@ def main() -> None:
             continue
         work = args.batch * args.new_tokens
         rate = race({name: our_runner(model, prompt, args.new_tokens)}, work)[name]
-        print(f"{name:>28}: {rate:7.1f} tokens/s = x{rate / decode[name]:4.2f} batch 1")
+        print(f"{name:>38}: {rate:7.1f} tokens/s = x{rate / decode[name]:4.2f} batch 1")
 
     print(f"\nratio {decode['gpt2lab fast float32'] / base:.2f}")
 

@@ -155,3 +155,93 @@ def test_cli_runs_with_dtype_and_quantize(capsys):
     argv = ["generate", "Once upon a time", "--model", "tiny", "--greedy", "--max-new-tokens", "8"]
     assert main([*argv, "--dtype", "bfloat16", "--quantize", "int8"]) == 0
     assert capsys.readouterr().out.startswith("Once upon a time")
+
+
+# --- the static decoder (what generation replays as a CUDA graph on a GPU) ---------------------
+GPU = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+DEVICES = ["cpu", pytest.param("cuda", marks=GPU)]
+STORY = "Once upon a time there was a little girl named Lily. She loved to play outside."
+
+
+def records_graphs_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let generation use the StaticDecoder on a CPU too (eagerly: a CPU records no graph)."""
+    monkeypatch.setattr(fast, "decodes_with_graphs", lambda device: True)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize(("dtype", "tolerance"), [(torch.float32, 1e-4), (torch.bfloat16, 0.15)])
+@torch.no_grad()
+def test_static_decoder_steps_equal_a_full_forward_pass(device, dtype, tolerance):
+    model = gpt2lab.load("tiny", dtype=dtype).to(device)
+    ids = torch.tensor([model.tokenizer.encode(STORY)], device=device)
+    T = ids.shape[1]
+    full = model(ids).float()
+    decoder = fast.StaticDecoder(model, batch=1, max_len=T + 5)
+    assert (decoder.graph is not None) == (device == "cuda")
+    cache = decoder.start(torch.ones(1, T, dtype=torch.bool, device=device))
+    model(ids[:, :4], cache=cache)  # the prompt, eagerly
+    for t in range(4, T):
+        logits = decoder(ids[:, t], torch.tensor([[t]], device=device)).float()
+        assert (logits - full[:, t]).abs().max() <= tolerance, t
+        assert logits.argmax() == full[0, t].argmax()
+    assert cache.length == T
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_generation_through_the_static_decoder_equals_the_named_steps(device, monkeypatch):
+    records_graphs_everywhere(monkeypatch)
+    model = gpt2lab.load("tiny").to(device)
+    prompts = [model.tokenizer.encode(STORY[:40]), model.tokenizer.encode("Tom saw a big")]
+    sampled = {"top_k": 20, "seed": 3, "stop_at_eos": False}
+    fast_greedy, step_greedy = both_paths(model, lambda m: m.generate(prompts, 24, greedy=True))
+    fast_sampled, step_sampled = both_paths(model, lambda m: m.generate(prompts, 24, **sampled))
+    assert fast_greedy == step_greedy and fast_sampled == step_sampled
+    decoder = model.__dict__["_static_decoder"]
+    assert decoder.shape == (2, 128)  # lengths are rounded up to 128 slots
+
+    # The next generation of the same shape reuses the decoder (one recorded graph), and its
+    # prompts see nothing of the last one's cache.
+    others = [model.tokenizer.encode("The dog ran to the park and"), prompts[0][:5]]
+    again, step_again = both_paths(model, lambda m: m.generate(others, 24, greedy=True))
+    assert model.__dict__["_static_decoder"] is decoder
+    assert again == step_again
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_an_unfinished_stream_keeps_its_decoder_to_itself(device, monkeypatch):
+    records_graphs_everywhere(monkeypatch)
+    model = gpt2lab.load("tiny").to(device)
+    alone = model.generate(STORY[:30], 16, greedy=True, stop_at_eos=False)
+    stream = model.generate(STORY[:30], 16, greedy=True, stop_at_eos=False, stream=True)
+    first = [next(stream) for _ in range(5)]
+    other = model.generate("Tom saw a big", 16, greedy=True, stop_at_eos=False)  # same shape
+    assert first + list(stream) == alone
+    assert other == model.generate("Tom saw a big", 16, greedy=True, stop_at_eos=False)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@torch.no_grad()
+def test_the_decoder_is_remade_when_the_weights_change(device, monkeypatch):
+    records_graphs_everywhere(monkeypatch)
+    model = gpt2lab.load("tiny").to(device)
+    before = model.generate(STORY[:30], 12, greedy=True, stop_at_eos=False)
+    decoder = model.__dict__["_static_decoder"]
+    model.transformer.h[2].mlp.c_fc.weight.mul_(-1.0)  # e.g. an optimizer step
+    after = model.generate(STORY[:30], 12, greedy=True, stop_at_eos=False)
+    assert model.__dict__["_static_decoder"] is not decoder
+    model.fast_path = False
+    assert after == model.generate(STORY[:30], 12, greedy=True, stop_at_eos=False) != before
+
+
+@GPU
+def test_gpu_float32_logits_and_graphed_tokens_equal_the_named_steps():
+    torch.manual_seed(0)
+    model = GPT2(gpt2lab.preset("gpt2")).eval().cuda()
+    ids = torch.randint(0, 50257, (2, 96), generator=torch.Generator().manual_seed(1)).cuda()
+    with torch.no_grad():
+        fast_logits, step_logits = both_paths(model, lambda m: m(ids))
+    assert (fast_logits - step_logits).abs().max() <= 1e-4
+    prompts = [[464, 2068, 7586, 21831], [15496, 11, 995, 0, 314, 716, 257]]
+    fast_ids, step_ids = both_paths(model, lambda m: m.generate(prompts, 16, greedy=True))
+    assert model.__dict__["_static_decoder"].graph is not None
+    assert fast_ids == step_ids

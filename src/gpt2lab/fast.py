@@ -22,7 +22,8 @@ tests/test_fast.py holds it equal to the named-step path.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -30,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import UsageError
+from .errors import ContextLengthError, UsageError
 
 if TYPE_CHECKING:
     from .model import GPT2, KVCache
@@ -212,12 +213,20 @@ def fast_weights(model: GPT2) -> FastWeights:
 
 # --- the forward pass -------------------------------------------------------------------------
 def run_blocks(
-    model: GPT2, x: Tensor, cache: KVCache | None, attention_mask: Tensor | None
+    model: GPT2,
+    x: Tensor,
+    cache: KVCache | None,
+    attention_mask: Tensor | None,
+    slot: Tensor | None = None,
 ) -> Tensor:
     """The residual stream after every block [B, T, C], for the embeddings x [B, T, C].
 
     ``cache``: keys/values of earlier positions; this call's are written into it.
     ``attention_mask`` [B, S]: False for padding keys (as in GPT2.forward).
+    ``slot`` (StaticDecoder): one new position (T = 1) written at the cache index this tensor
+    [1] holds; attention then reads all ``cache.max_len`` slots, hiding those after ``slot`` and
+    the padding (``attention_mask``, [B, max_len], is required then): no shape depends on the
+    length.
     """
     from .model import causal_mask
 
@@ -226,16 +235,21 @@ def run_blocks(
     H, D, eps = config.n_head, config.head_dim, config.layer_norm_epsilon
     n_past = cache.length if cache is not None else 0
     # The common cases need no mask tensor: a fresh causal prompt, or one new token seeing all.
-    is_causal = attention_mask is None and n_past == 0 and T > 1
+    is_causal = attention_mask is None and n_past == 0 and T > 1 and slot is None
     mask = None
-    if not is_causal and (attention_mask is not None or T > 1):
+    if slot is not None:
+        written = torch.arange(cache.max_len, device=x.device) <= slot  # [max_len]
+        mask = (written & attention_mask)[:, None, None]  # [B, 1, 1, max_len]
+    elif not is_causal and (attention_mask is not None or T > 1):
         mask = causal_mask(T, n_past, attention_mask, x.device)
     weights = fast_weights(model)
     h = x.reshape(B * T, C)
     for layer, w in enumerate(weights.layers):
         qkv = w.c_attn(F.layer_norm(h, (C,), *w.ln_1, eps)).view(B, T, 3, H, D)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, D] each
-        if cache is not None:
+        if slot is not None:
+            k, v = cache.write_at(layer, k, v, slot)
+        elif cache is not None:
             k, v = cache.update(layer, k, v)
         z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
         h = h + w.attn_proj(z.transpose(1, 2).reshape(B * T, C))
@@ -250,3 +264,108 @@ def unembed(model: GPT2, x: Tensor) -> Tensor:
     C = x.shape[-1]
     h = F.layer_norm(x.reshape(-1, C), (C,), *weights.ln_f, model.config.layer_norm_epsilon)
     return weights.unembed(h).view(*x.shape[:-1], -1)
+
+
+# --- decoding with fixed shapes: one CUDA graph per token -------------------------------------
+class StaticDecoder:
+    """One decoding step, a new token per row -> its next-token logits [B, V], in fixed shapes.
+
+    The eager step's shapes grow with the cache and it reads ``cache.length`` in Python; this
+    one writes the new keys/values at a position held in a tensor and attends over all
+    ``max_len`` slots, hiding those not written yet. With nothing changing between steps but
+    the contents of a few tensors, a GPU can record the step's kernels once as a CUDA graph and
+    replay them with one launch per token: for GPT-2 on a GPU it is launching some 15 kernels
+    per block, not reading the weights, that limits the eager loop. On a CPU the step runs
+    eagerly (tests/test_fast.py holds it equal to the eager loop).
+    """
+
+    def __init__(self, model: GPT2, batch: int, max_len: int) -> None:
+        self.model = model
+        self.weights = fast_weights(model)  # keeps the tensors the recorded kernels read alive
+        self.cache = model.new_cache(batch, max_len)
+        self.cache.k.zero_()  # hidden slots get weight 0, and 0 · NaN would still be NaN
+        self.cache.v.zero_()
+        device = self.cache.k.device
+        self.ids = torch.zeros(batch, 1, dtype=torch.long, device=device)
+        self.positions = torch.zeros_like(self.ids)
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)
+        self.key_padding = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        if device.type == "cuda":
+            self.logits = self._capture()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(batch, max_len)"""
+        return tuple(self.key_padding.shape)
+
+    def _step(self) -> Tensor:
+        x = self.model.embed(self.ids, self.positions)
+        h = run_blocks(self.model, x, self.cache, self.key_padding, slot=self.slot)
+        return unembed(self.model, h)[:, -1]
+
+    def _capture(self) -> Tensor:
+        """Record ``_step`` as a CUDA graph; returns the logits tensor every replay rewrites."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            self._step()  # warm-up: cuBLAS handles and workspaces are made outside the graph
+        torch.cuda.current_stream().wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            return self._step()
+
+    def start(self, key_padding: Tensor | None) -> KVCache:
+        """Empty the cache for new prompts; ``key_padding`` [B, S <= max_len]: False for padding
+        keys. Returns the cache, for the prompt's (eager) forward pass to fill."""
+        self.cache.length = 0
+        self.key_padding.fill_(True)
+        if key_padding is not None:
+            self.key_padding[:, : key_padding.shape[1]] = key_padding
+        return self.cache
+
+    def __call__(self, token: Tensor, positions: Tensor) -> Tensor:
+        """Logits [B, V] after token [B] at positions [B, 1]; the cache grows by one position.
+
+        On a GPU the same tensor is returned (and rewritten) at every step: use it before the
+        next call.
+        """
+        if self.cache.length >= self.cache.max_len:
+            raise ContextLengthError(f"the decoder's cache holds {self.cache.max_len} positions")
+        self.ids.copy_(token[:, None])
+        self.positions.copy_(positions)
+        self.slot.fill_(self.cache.length)
+        if self.graph is None:
+            logits = self._step()
+        else:
+            self.graph.replay()
+            logits = self.logits
+        self.cache.advance(1)
+        return logits
+
+
+def decodes_with_graphs(device: torch.device) -> bool:
+    """Generation decodes with a StaticDecoder where it records CUDA graphs, i.e. on GPUs; a CPU
+    has no launches to save and runs the eager step."""
+    return device.type == "cuda"
+
+
+@contextmanager
+def static_decoder(model: GPT2, batch: int, max_len: int) -> Iterator[StaticDecoder]:
+    """A StaticDecoder for ``batch`` rows and at least ``max_len`` positions, lent for one
+    generation. The model keeps the last one and lends it again while the batch size, the
+    rounded length and the weights stay the same, so a graph is recorded once, not per call;
+    a generation running meanwhile (an unfinished stream) gets its own."""
+    max_len = min(model.config.n_positions, -(-max_len // 128) * 128)  # fewer distinct shapes
+    decoder: StaticDecoder | None = model.__dict__.pop("_static_decoder", None)
+    if (
+        decoder is None
+        or decoder.shape != (batch, max_len)
+        or decoder.weights is not (fast_weights(model))
+    ):
+        decoder = None  # free the old one's cache and graph before making the new one
+        decoder = StaticDecoder(model, batch, max_len)
+    try:
+        yield decoder
+    finally:
+        model.__dict__["_static_decoder"] = decoder

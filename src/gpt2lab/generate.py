@@ -15,12 +15,14 @@ draw as the generation loop.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import Tensor
 
+from . import fast
 from .errors import ContextLengthError, UsageError
 
 if TYPE_CHECKING:
@@ -289,26 +291,38 @@ def _decode_steps(
     padded = not bool(is_real.all())
     positions = (is_real[:, :L].cumsum(dim=-1) - 1).clamp(min=0)
     generator = settings.generator(device)
-    cache = model.new_cache(B, L + max_new_tokens)
-    mask = is_real[:, :L] if padded else None
-    # The prompt's last position alone is unembedded: the others' logits are never used.
-    x = model.hidden_states(ids, cache=cache, attention_mask=mask, positions=positions, hooks=hooks)
-    logits = model.unembed(x[:, -1:], hooks)[:, -1]
-    next_pos = positions[:, -1:] + 1
-    stopped = torch.zeros(B, dtype=torch.bool, device=device)
-    for step in range(max_new_tokens):
-        token = settings.sample(logits, generator)
-        if stop_id is not None:
-            token = token.masked_fill(stopped, stop_id)
-            stopped |= token == stop_id
-        yield token
-        if bool(stopped.all()) or step == max_new_tokens - 1:
-            return
-        mask = is_real[:, : cache.length + 1] if padded else None
-        logits = model(
-            token[:, None], cache=cache, attention_mask=mask, positions=next_pos, hooks=hooks
-        )[:, -1]
-        next_pos = next_pos + 1
+    # On a GPU the steps after the prompt replay one recorded CUDA graph (gpt2lab.fast).
+    graphed = fast.decodes_with_graphs(device) and model.uses_fast_path(hooks)
+    with fast.static_decoder(model, B, L + max_new_tokens) if graphed else nullcontext() as decoder:
+        if decoder is not None:
+            cache = decoder.start(is_real)
+        else:
+            cache = model.new_cache(B, L + max_new_tokens)
+        mask = is_real[:, :L] if padded else None
+        # The prompt's last position alone is unembedded: the others' logits are never used.
+        x = model.hidden_states(
+            ids, cache=cache, attention_mask=mask, positions=positions, hooks=hooks
+        )
+        logits = model.unembed(x[:, -1:], hooks)[:, -1]
+        next_pos = positions[:, -1:] + 1
+        stopped = torch.zeros(B, dtype=torch.bool, device=device)
+        for step in range(max_new_tokens):
+            token = settings.sample(logits, generator)
+            if stop_id is not None:
+                token = token.masked_fill(stopped, stop_id)
+                stopped |= token == stop_id
+            yield token
+            if bool(stopped.all()) or step == max_new_tokens - 1:
+                return
+            if decoder is not None:
+                logits = decoder(token, next_pos)
+            else:
+                mask = is_real[:, : cache.length + 1] if padded else None
+                new_id = token[:, None]
+                logits = model(
+                    new_id, cache=cache, attention_mask=mask, positions=next_pos, hooks=hooks
+                )[:, -1]
+            next_pos = next_pos + 1
 
 
 def generate(

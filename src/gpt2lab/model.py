@@ -179,6 +179,14 @@ class KVCache:
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def write_at(self, layer: int, k: Tensor, v: Tensor, slot: Tensor) -> tuple[Tensor, Tensor]:
+        """Store one new position's k, v [B, H, 1, D] at the index held in ``slot`` (a tensor [1],
+        so that a recorded CUDA graph can replay it at any position); return all ``max_len``
+        slots [B, H, max_len, D], the unwritten ones included (gpt2lab.fast masks them)."""
+        self.k[layer].index_copy_(2, slot, k)
+        self.v[layer].index_copy_(2, slot, v)
+        return self.k[layer], self.v[layer]
+
     def advance(self, n: int) -> None:
         self.length += n
 
