@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 import torch
 
@@ -217,6 +219,21 @@ def test_an_unfinished_stream_keeps_its_decoder_to_itself(device, monkeypatch):
     other = model.generate("Tom saw a big", 16, greedy=True, stop_at_eos=False)  # same shape
     assert first + list(stream) == alone
     assert other == model.generate("Tom saw a big", 16, greedy=True, stop_at_eos=False)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_generations_in_threads_each_get_their_own_decoder(device, monkeypatch):
+    """As the web app runs them: a graph may be recorded while another thread decodes."""
+    records_graphs_everywhere(monkeypatch)
+    model = gpt2lab.load("tiny").to(device)
+    prompts = ["Once upon a time", "Tom saw a big dog", "Lily"]
+
+    def run(prompt: str) -> list[int]:
+        return model.generate(prompt, 20, greedy=True, stop_at_eos=False)
+
+    alone = [run(p) for p in prompts]
+    with ThreadPoolExecutor(3) as pool:
+        assert list(pool.map(run, prompts * 3)) == alone * 3
 
 
 @pytest.mark.parametrize("device", DEVICES)

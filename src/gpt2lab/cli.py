@@ -33,7 +33,12 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         help="tiny (bundled), a model folder (Hugging Face, OpenAI checkpoint, training run) or "
         f"a Hub id (default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} when that cannot be had)",
     )
-    p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
+    p.add_argument(
+        "--device",
+        default=None,
+        help="torch device, e.g. cpu or cuda (default: cpu); on a GPU, generation replays one "
+        "recorded CUDA graph per token",
+    )
     p.add_argument(
         "--dtype",
         choices=DTYPES,

@@ -13,15 +13,19 @@ its kernel reads fastest (``kernel_for``):
 - bfloat16/float16 on a CPU: a copy prepacked for oneDNN (its bfloat16 matrix-vector products
   ran 1.5x to 1.9x as fast as PyTorch's default ones on our machines);
 - ``model.quantize("int8")``: one signed byte per weight and one scale per output channel,
-  multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs.
+  multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs. On a GPU the rounded
+  weights are multiplied as the parameters store them (float32 or bfloat16): torch's CUDA int8
+  kernel read 24x slower than a bfloat16 matrix multiply on an H100 (README, Benchmarks).
 
 Prepacked and int8 copies are made on first use and remade when a parameter changes (PyTorch
-counts in-place writes in ``tensor._version``). ``model.fast_path = False`` turns this path off;
-tests/test_fast.py holds it equal to the named-step path.
+counts in-place writes in ``tensor._version``). On a GPU, generation records one decoding step
+as a CUDA graph (``StaticDecoder``) and replays it for every token. ``model.fast_path = False``
+turns this path off; tests/test_fast.py holds it equal to the named-step path.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -218,6 +222,7 @@ def run_blocks(
     cache: KVCache | None,
     attention_mask: Tensor | None,
     slot: Tensor | None = None,
+    weights: FastWeights | None = None,
 ) -> Tensor:
     """The residual stream after every block [B, T, C], for the embeddings x [B, T, C].
 
@@ -226,7 +231,7 @@ def run_blocks(
     ``slot`` (StaticDecoder): one new position (T = 1) written at the cache index this tensor
     [1] holds; attention then reads all ``cache.max_len`` slots, hiding those after ``slot`` and
     the padding (``attention_mask``, [B, max_len], is required then): no shape depends on the
-    length.
+    length. ``weights``: the kernels to run (default ``fast_weights(model)``).
     """
     from .model import causal_mask
 
@@ -238,11 +243,13 @@ def run_blocks(
     is_causal = attention_mask is None and n_past == 0 and T > 1 and slot is None
     mask = None
     if slot is not None:
-        written = torch.arange(cache.max_len, device=x.device) <= slot  # [max_len]
-        mask = (written & attention_mask)[:, None, None]  # [B, 1, 1, max_len]
+        allowed = (torch.arange(cache.max_len, device=x.device) <= slot) & attention_mask
+        # Additive (0 / -inf) once here: given booleans, SDPA would convert them in every layer.
+        mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device)
+        mask = mask.masked_fill_(~allowed, float("-inf"))[:, None, None]  # [B, 1, 1, max_len]
     elif not is_causal and (attention_mask is not None or T > 1):
         mask = causal_mask(T, n_past, attention_mask, x.device)
-    weights = fast_weights(model)
+    weights = weights or fast_weights(model)
     h = x.reshape(B * T, C)
     for layer, w in enumerate(weights.layers):
         qkv = w.c_attn(F.layer_norm(h, (C,), *w.ln_1, eps)).view(B, T, 3, H, D)
@@ -258,15 +265,18 @@ def run_blocks(
     return h.view(B, T, C)
 
 
-def unembed(model: GPT2, x: Tensor) -> Tensor:
+def unembed(model: GPT2, x: Tensor, weights: FastWeights | None = None) -> Tensor:
     """logits = ln_f(x) @ W_Eᵀ. [..., C] -> [..., V]"""
-    weights = fast_weights(model)
+    weights = weights or fast_weights(model)
     C = x.shape[-1]
     h = F.layer_norm(x.reshape(-1, C), (C,), *weights.ln_f, model.config.layer_norm_epsilon)
     return weights.unembed(h).view(*x.shape[:-1], -1)
 
 
 # --- decoding with fixed shapes: one CUDA graph per token -------------------------------------
+_RECORDING = threading.Lock()
+
+
 class StaticDecoder:
     """One decoding step, a new token per row -> its next-token logits [B, V], in fixed shapes.
 
@@ -274,9 +284,10 @@ class StaticDecoder:
     one writes the new keys/values at a position held in a tensor and attends over all
     ``max_len`` slots, hiding those not written yet. With nothing changing between steps but
     the contents of a few tensors, a GPU can record the step's kernels once as a CUDA graph and
-    replay them with one launch per token: for GPT-2 on a GPU it is launching some 15 kernels
-    per block, not reading the weights, that limits the eager loop. On a CPU the step runs
-    eagerly (tests/test_fast.py holds it equal to the eager loop).
+    replay them with one launch per token: for GPT-2 on a GPU it is launching some 14 kernels
+    per block, not reading the weights, that limits the eager loop (replaying ran 2.6x to 5.9x
+    as fast on an H100). On a CPU the step runs eagerly (tests/test_fast.py holds it equal to
+    the eager loop).
     """
 
     def __init__(self, model: GPT2, batch: int, max_len: int) -> None:
@@ -300,9 +311,10 @@ class StaticDecoder:
         return tuple(self.key_padding.shape)
 
     def _step(self) -> Tensor:
-        x = self.model.embed(self.ids, self.positions)
-        h = run_blocks(self.model, x, self.cache, self.key_padding, slot=self.slot)
-        return unembed(self.model, h)[:, -1]
+        model, weights = self.model, self.weights
+        x = model.embed(self.ids, self.positions)
+        h = run_blocks(model, x, self.cache, self.key_padding, slot=self.slot, weights=weights)
+        return unembed(model, h, weights)[:, -1]
 
     def _capture(self) -> Tensor:
         """Record ``_step`` as a CUDA graph; returns the logits tensor every replay rewrites."""
@@ -312,7 +324,9 @@ class StaticDecoder:
             self._step()  # warm-up: cuBLAS handles and workspaces are made outside the graph
         torch.cuda.current_stream().wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
+        # Other threads (a web server's other requests) may decode meanwhile (thread_local), but
+        # two recordings at once would not do: each begins by synchronizing the whole GPU.
+        with _RECORDING, torch.cuda.graph(self.graph, capture_error_mode="thread_local"):
             return self._step()
 
     def start(self, key_padding: Tensor | None) -> KVCache:
