@@ -136,13 +136,11 @@ def main() -> None:
         rows = ids.tolist()
 
         def run() -> list[list[int]]:
-            with_graphs = fast.decodes_with_graphs
-            if not graphs:  # the same fast path, each step's kernels launched one by one
-                fast.decodes_with_graphs = lambda device: False
+            model.cuda_graphs = graphs  # False: the same kernels, launched one by one
             try:
                 return model.generate(rows, new, greedy=True, stop_at_eos=False)
             finally:
-                fast.decodes_with_graphs = with_graphs
+                model.cuda_graphs = True
 
         return run
 

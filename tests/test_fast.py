@@ -209,6 +209,13 @@ def test_generation_through_the_static_decoder_equals_the_named_steps(device, mo
     assert again == step_again
 
 
+def test_cuda_graphs_false_decodes_step_by_step(monkeypatch):
+    records_graphs_everywhere(monkeypatch)
+    model = gpt2lab.load("tiny")
+    model.cuda_graphs = False
+    assert model.generate(STORY[:30], 5, greedy=True) and "_static_decoder" not in model.__dict__
+
+
 @pytest.mark.parametrize("device", DEVICES)
 def test_an_unfinished_stream_keeps_its_decoder_to_itself(device, monkeypatch):
     records_graphs_everywhere(monkeypatch)

@@ -292,7 +292,7 @@ def _decode_steps(
     positions = (is_real[:, :L].cumsum(dim=-1) - 1).clamp(min=0)
     generator = settings.generator(device)
     # On a GPU the steps after the prompt replay one recorded CUDA graph (gpt2lab.fast).
-    graphed = fast.decodes_with_graphs(device) and model.uses_fast_path(hooks)
+    graphed = model.cuda_graphs and fast.decodes_with_graphs(device) and model.uses_fast_path(hooks)
     with fast.static_decoder(model, B, L + max_new_tokens) if graphed else nullcontext() as decoder:
         if decoder is not None:
             cache = decoder.start(is_real)

@@ -286,6 +286,7 @@ class GPT2(nn.Module):
             }
         )
         self.fast_path = True  # inference without hooks runs gpt2lab.fast; False: always the steps
+        self.cuda_graphs = True  # on a GPU, generation replays a recorded step (fast.StaticDecoder)
         self.quantized: str | None = None  # "int8" after quantize("int8")
         if not any(p.is_meta for p in self.parameters()):
             self.init_weights()
