@@ -377,11 +377,8 @@ def static_decoder(model: GPT2, batch: int, max_len: int) -> Iterator[StaticDeco
     a generation running meanwhile (an unfinished stream) gets its own."""
     max_len = min(model.config.n_positions, -(-max_len // 128) * 128)  # fewer distinct shapes
     decoder: StaticDecoder | None = model.__dict__.pop("_static_decoder", None)
-    if (
-        decoder is None
-        or decoder.shape != (batch, max_len)
-        or decoder.weights is not (fast_weights(model))
-    ):
+    weights = fast_weights(model)
+    if decoder is None or decoder.shape != (batch, max_len) or decoder.weights is not weights:
         decoder = None  # free the old one's cache and graph before making the new one
         decoder = StaticDecoder(model, batch, max_len)
     try:
