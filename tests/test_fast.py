@@ -209,11 +209,13 @@ def test_generation_through_the_static_decoder_equals_the_named_steps(device, mo
     assert again == step_again
 
 
-def test_cuda_graphs_false_decodes_step_by_step(monkeypatch):
+def test_no_decoder_without_steps_to_decode_or_with_cuda_graphs_false(monkeypatch):
     records_graphs_everywhere(monkeypatch)
     model = gpt2lab.load("tiny")
+    assert model.generate(STORY[:30], 1, greedy=True)  # the prompt's pass gives the one token
     model.cuda_graphs = False
-    assert model.generate(STORY[:30], 5, greedy=True) and "_static_decoder" not in model.__dict__
+    assert model.generate(STORY[:30], 5, greedy=True)
+    assert "_static_decoder" not in model.__dict__
 
 
 @pytest.mark.parametrize("device", DEVICES)

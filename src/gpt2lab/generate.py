@@ -292,7 +292,12 @@ def _decode_steps(
     positions = (is_real[:, :L].cumsum(dim=-1) - 1).clamp(min=0)
     generator = settings.generator(device)
     # On a GPU the steps after the prompt replay one recorded CUDA graph (gpt2lab.fast).
-    graphed = model.cuda_graphs and fast.decodes_with_graphs(device) and model.uses_fast_path(hooks)
+    graphed = (
+        max_new_tokens > 1
+        and model.cuda_graphs
+        and fast.decodes_with_graphs(device)
+        and model.uses_fast_path(hooks)
+    )
     with fast.static_decoder(model, B, L + max_new_tokens) if graphed else nullcontext() as decoder:
         if decoder is not None:
             cache = decoder.start(is_real)
