@@ -227,7 +227,6 @@ def run_blocks(
     cache: KVCache | None,
     attention_mask: Tensor | None,
     slot: Tensor | None = None,
-    weights: FastWeights | None = None,
 ) -> Tensor:
     """The residual stream after every block [B, T, C], for the embeddings x [B, T, C].
 
@@ -236,7 +235,7 @@ def run_blocks(
     ``slot`` (StaticDecoder): one new position (T = 1) written at the cache index this tensor
     [1] holds; attention then reads all ``cache.max_len`` slots, hiding those after ``slot`` and
     the padding (``attention_mask``, [B, max_len], is required then): no shape depends on the
-    length. ``weights``: the kernels to run (default ``fast_weights(model)``).
+    length.
     """
     from .model import causal_mask
 
@@ -254,7 +253,7 @@ def run_blocks(
         mask = mask.masked_fill_(~allowed, float("-inf"))[:, None, None]  # [B, 1, 1, max_len]
     elif not is_causal and (attention_mask is not None or T > 1):
         mask = causal_mask(T, n_past, attention_mask, x.device)
-    weights = weights or fast_weights(model)
+    weights = fast_weights(model)
     h = x.reshape(B * T, C)
     for layer, w in enumerate(weights.layers):
         qkv = w.c_attn(F.layer_norm(h, (C,), *w.ln_1, eps)).view(B, T, 3, H, D)
@@ -270,9 +269,9 @@ def run_blocks(
     return h.view(B, T, C)
 
 
-def unembed(model: GPT2, x: Tensor, weights: FastWeights | None = None) -> Tensor:
+def unembed(model: GPT2, x: Tensor) -> Tensor:
     """logits = ln_f(x) @ W_Eᵀ. [..., C] -> [..., V]"""
-    weights = weights or fast_weights(model)
+    weights = fast_weights(model)
     C = x.shape[-1]
     h = F.layer_norm(x.reshape(-1, C), (C,), *weights.ln_f, model.config.layer_norm_epsilon)
     return weights.unembed(h).view(*x.shape[:-1], -1)
@@ -316,10 +315,9 @@ class StaticDecoder:
         return tuple(self.key_padding.shape)
 
     def _step(self) -> Tensor:
-        model, weights = self.model, self.weights
-        x = model.embed(self.ids, self.positions)
-        h = run_blocks(model, x, self.cache, self.key_padding, slot=self.slot, weights=weights)
-        return unembed(model, h, weights)[:, -1]
+        x = self.model.embed(self.ids, self.positions)
+        h = run_blocks(self.model, x, self.cache, self.key_padding, slot=self.slot)
+        return unembed(self.model, h)[:, -1]
 
     def _capture(self) -> Tensor:
         """Record ``_step`` as a CUDA graph; returns the logits tensor every replay rewrites."""
