@@ -10,7 +10,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = sorted((ROOT / "docs").glob("*.md"))
 EXAMPLE_PAGES = [p for p in PAGES if ">>> " in p.read_text(encoding="utf-8")]
-USER_FACING = [ROOT / "README.md", *PAGES, ROOT / "src" / "gpt2lab" / "models" / "tiny" / "MODEL_CARD.md"]
+CARD = ROOT / "src" / "gpt2lab" / "models" / "tiny" / "MODEL_CARD.md"
+USER_FACING = [ROOT / "README.md", *PAGES, CARD]
 
 
 @pytest.mark.parametrize("page", EXAMPLE_PAGES, ids=[p.name for p in EXAMPLE_PAGES])
