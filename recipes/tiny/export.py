@@ -115,10 +115,8 @@ def main() -> None:
     stopped = ""
     if last["step"] < last["max_steps"]:
         stopped = (
-            f"The last stage was stopped at step {last['step']} of its {last['max_steps']}-step "
-            f"schedule (the session's time ran out), so the learning rate had not "
-            f"finished decaying; `gpt2lab train --resume --out-dir {last['out_dir']}` "
-            f"continues it."
+            f"The last stage is the first {last['step']} steps of its {last['max_steps']}-step "
+            "schedule (its learning rate had not finished decaying)."
         )
     schedule = "; ".join(describe(stage, i) for i, stage in enumerate(stages, 1))
     commands = "\n".join(

@@ -10,12 +10,12 @@ and keys/values go into the model's preallocated KVCache. Each weight matrix is 
 its kernel reads fastest (``kernel_for``):
 
 - float32 (and anything on a GPU): the parameter itself, [in, out], one addmm;
-- bfloat16/float16 on a CPU: a copy prepacked for oneDNN (its bfloat16 matrix-vector products
-  ran 1.5x to 1.9x as fast as PyTorch's default ones on our machines);
+- bfloat16/float16 on a CPU: a copy prepacked for oneDNN, whose bfloat16 matrix-vector products
+  are faster than PyTorch's default ones (docs/benchmarks.md);
 - ``model.quantize("int8")``: one signed byte per weight and one scale per output channel,
   multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs. On a GPU the rounded
   weights are multiplied as the parameters store them (float32 or bfloat16): torch's CUDA int8
-  kernel read 24x slower than a bfloat16 matrix multiply on an H100 (README, Benchmarks).
+  kernel was much slower there than a bfloat16 matrix multiply (docs/benchmarks.md).
 
 Prepacked and int8 copies are made on first use and remade when a parameter changes (PyTorch
 counts in-place writes in ``tensor._version``). On a GPU, generation records one decoding step
@@ -113,7 +113,7 @@ class Int8:
 
     That kernel is made for a few rows at a time (decoding one token); its cost grows with the
     rows, and from 5 rows on (a batch, a prompt) a bfloat16 kernel of the same rounded weights,
-    made on first need and kept, is faster (2x at 8 rows, 4x at 32, on the 124M matrices). Both
+    made on first need and kept, is faster (docs/benchmarks.md). Both
     multiply in bfloat16; activations of other dtypes are cast around them.
     """
 
