@@ -760,7 +760,7 @@ async function renderSampling(cell, body) {
     el("label", {}, "top-p ", input("top-p", "0.9", { min: 0, max: 1, step: 0.05 })),
     el("label", {}, "seed ", input("seed", "0", { min: 0 })),
     el("label", {}, el("input", { id: "greedy", type: "checkbox" }), " greedy"),
-    el("button", { type: "button", onclick: () => redrawSampling(out) }, "Sample"),
+    el("button", { type: "button", onclick: () => redrawSampling(out).catch((error) => out.replaceChildren(el("p", { class: "note error" }, error.message))) }, "Sample"),
   );
   const out = el("div", {}, el("p", { class: "note" }, "computing…"));
   body.replaceChildren(
@@ -961,6 +961,7 @@ async function start() {
     run(true);
   });
   updateEditsBar();
+  $("#run").disabled = false; // only now are the models known
 }
 
 start().catch(showError);
