@@ -409,11 +409,11 @@ async function renderIds(cell, body) {
 // --- cells: the steps -------------------------------------------------------------------------
 // One bar per item, as long as its value. When some values are negative the bars start at a
 // zero axis in the middle: negative ones go left (blue), positive ones right (red).
-function bars(items) {
-  const top = Math.max(...items.map((item) => Math.abs(item.value)), 1e-12);
+function bars(items, top = Math.max(...items.map((item) => Math.abs(item.value)))) {
+  top = Math.max(top, 1e-12);
   const signed = items.some((item) => item.value < 0);
   const bar = (value) => {
-    const size = (100 * Math.abs(value)) / top;
+    const size = Math.min(100, (100 * Math.abs(value)) / top);
     if (!signed) return el("i", { style: `width: ${size}%` });
     const side = value < 0 ? "right" : "left";
     return el("i", { class: value < 0 ? "neg" : "pos", style: `${side}: 50%; width: ${size / 2}%` });
@@ -487,16 +487,16 @@ function clipScale(values) {
   return { scale: at || largest || 1, largest };
 }
 
-// The colour key of a table and its heatmap, with the value the colours are clipped at.
+// The colour key of a table and its heatmap, with the value the colours are clipped at
+// (probabilities: from 0 up; other steps: the same both sides of 0).
 function legend(g, sequential) {
-  if (sequential) {
-    return el("div", { class: "legend", "data-clip": 1 }, el("span", {}, "0"), el("i", { class: "seq" }), el("span", {}, "1"), el("span", { class: "note" }, "probabilities: darker = larger"));
-  }
-  const clipped = g.largest > g.scale;
-  const text = clipped
-    ? `colours are clipped at ±${fmt(g.scale)}, the ${CLIP_PERCENTILE}th percentile of |values| loaded first (the largest is ${fmt(g.largest)}): anything beyond has the full colour`
-    : "colours scale to the largest |value| loaded first";
-  return el("div", { class: "legend", "data-clip": g.scale }, el("span", {}, `−${fmt(g.scale)}`), el("i", { class: "div" }), el("span", {}, `+${fmt(g.scale)}`), el("span", { class: "note" }, text));
+  const sign = sequential ? "" : "±";
+  const text =
+    g.largest > g.scale
+      ? `colours are clipped at ${sign}${fmt(g.scale)}, the ${CLIP_PERCENTILE}th percentile of |values| loaded first (the largest is ${fmt(g.largest)}): anything beyond has the full colour`
+      : `colours scale to the largest ${sequential ? "value" : "|value|"} loaded first`;
+  const ends = sequential ? ["0", fmt(g.scale)] : [`−${fmt(g.scale)}`, `+${fmt(g.scale)}`];
+  return el("div", { class: "legend", "data-clip": g.scale }, el("span", {}, ends[0]), el("i", { class: sequential ? "seq" : "div" }), el("span", {}, ends[1]), el("span", { class: "note" }, text));
 }
 
 // A spreadsheet of one step (one head): rows are positions; more rows and columns are fetched
@@ -514,7 +514,7 @@ async function grid(container, cell, view) {
   const [rowAxis, colAxis] = first.axes;
   const editable = step.name !== "hook_probs"; // computed after the forward pass: nothing to edit
   const sequential = isProbability(step.name);
-  Object.assign(g, sequential ? { scale: 1, largest: 1 } : clipScale(g.values));
+  Object.assign(g, clipScale(g.values));
 
   async function fetchBlock(r0, r1, c0, c1) {
     const out = range(r1 - r0).map(() => []);
@@ -682,13 +682,15 @@ function drawChart(chart, step, g, { rowLabel, colLabel, head, shown }) {
     chart.replaceChildren();
     return;
   }
+  const { r0, r1, c0, c1 } = shown;
   if (g.values[0].length === 1) {
-    const items = g.values.map((row, r) => ({ label: rowLabel(r), value: row[0], text: fmt(row[0]) }));
-    const negative = items.some((item) => item.value < 0) ? "; left of the axis: negative" : "";
-    chart.replaceChildren(bars(items), el("div", { class: "caption" }, `one number per position${negative}`));
+    const top = Math.max(...g.values.map((row) => Math.abs(row[0])));
+    const items = range(r1 - r0).map((i) => ({ label: rowLabel(r0 + i), value: g.values[r0 + i][0], text: fmt(g.values[r0 + i][0]) }));
+    const negative = g.values.some((row) => row[0] < 0) ? "; left of the axis: negative" : "";
+    const where = r1 - r0 < g.rows ? ` Rows ${r0}–${r1 - 1} of ${g.rows}: what the table shows; scroll it to move.` : "";
+    chart.replaceChildren(bars(items, top), el("div", { class: "caption" }, `one number per position${negative}.${where}`));
     return;
   }
-  const { r0, r1, c0, c1 } = shown;
   const sequential = isProbability(step.name);
   const cells = (r) =>
     range(c1 - c0).map((i) => {
