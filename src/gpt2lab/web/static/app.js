@@ -493,7 +493,7 @@ function legend(g, sequential) {
   const sign = sequential ? "" : "±";
   const text =
     g.largest > g.scale
-      ? `colours are clipped at ${sign}${fmt(g.scale)}, the ${CLIP_PERCENTILE}th percentile of |values| loaded first (the largest is ${fmt(g.largest)}): anything beyond has the full colour`
+      ? `colours are clipped at ${sign}${fmt(g.scale)}, the ${CLIP_PERCENTILE}th percentile of the ${sequential ? "values" : "|values|"} loaded first (the largest is ${fmt(g.largest)}): anything beyond has the full colour`
       : `colours scale to the largest ${sequential ? "value" : "|value|"} loaded first`;
   const ends = sequential ? ["0", fmt(g.scale)] : [`−${fmt(g.scale)}`, `+${fmt(g.scale)}`];
   return el("div", { class: "legend", "data-clip": g.scale }, el("span", {}, ends[0]), el("i", { class: sequential ? "seq" : "div" }), el("span", {}, ends[1]), el("span", { class: "note" }, text));
