@@ -139,9 +139,53 @@ def test_a_step_window_is_that_slice_of_the_trace(client, tiny, step, window):
     assert answer["head"] == (window.get("head", 0) if full.dim() == 4 else None)
     if answer["axes"][-1] == "V":
         columns = range(c0, min(c1, value.shape[1]))
+        assert answer["column_ids"] == list(columns)
         assert answer["column_tokens"] == [tiny.tokenizer.decode([i]) for i in columns]
     else:
+        assert answer["column_ids"] is None
         assert answer["column_tokens"] is None
+
+
+@pytest.mark.parametrize(
+    ("step", "window"),
+    [
+        ("hook_logits", {"sort_row": 5}),
+        ("hook_logits", {"sort_row": 2, "descending": False, "row_offset": 1, "col_offset": 9}),
+        ("hook_probs", {"sort_row": 5, "col_offset": 256, "col_limit": 3}),
+    ],
+)
+def test_a_vocabulary_window_can_be_sorted_by_the_values_of_a_row(client, tiny, step, window):
+    answer = post(client, "/api/step", step=step, **window)
+    value = tiny.run_with_cache(PROMPT, [step])[step][0]
+    descending = window.get("descending", True)
+    order = value[window["sort_row"]].argsort(descending=descending, stable=True)
+    c0, r0 = window.get("col_offset", 0), window.get("row_offset", 0)
+    columns = order[c0 : c0 + window.get("col_limit", 64)]
+    assert answer["column_ids"] == columns.tolist()
+    assert answer["column_tokens"] == [tiny.tokenizer.decode([i]) for i in columns.tolist()]
+    assert answer["values"] == value[r0 : r0 + 64][:, columns].tolist()
+    row = answer["values"][window["sort_row"] - r0]
+    assert row == sorted(row, reverse=descending)
+    if step == "hook_logits" and descending:  # the largest logit first: the most likely token
+        assert answer["column_ids"][0] == post(client, "/api/run", k=1)["next"][0]["id"]
+
+
+def test_models_list_the_tokens_that_are_partial_utf8(client, tiny):
+    (model,) = client.get("/api/models").json()["models"]
+    partial = {int(i): hex_bytes for i, hex_bytes in model["partial_tokens"].items()}
+    tok = tiny.tokenizer
+    llama = [i for i in tok.encode("🦙") if tok.decode([i]) == "\ufffd"]
+    assert llama and set(llama) <= set(partial)
+    for i, hex_bytes in partial.items():
+        data = tok.token_bytes(i)
+        assert hex_bytes == data.hex(" ")
+        with pytest.raises(UnicodeDecodeError):
+            data.decode("utf-8")
+    whole = [i for i in range(0, tok.vocab_size, 97) if i not in partial]
+    for i in whole:
+        tok.token_bytes(i).decode("utf-8")  # every other token is whole characters
+    assert partial[94] == "a1"  # the byte 0xa1 alone, which continues a character
+    assert 262 not in partial  # " the"
 
 
 def test_masked_scores_arrive_as_null(client):
@@ -329,6 +373,9 @@ SET = {"kind": "set_value", "step": "blocks.0.hook_resid_pre", "index": [0, 0], 
         ("/api/step", {"step": "hook_embed", "row_offset": 6}, 400, "has 6 rows"),
         ("/api/step", {"step": "hook_embed", "row_offset": -1}, 422, "row_offset"),
         ("/api/step", {"step": "hook_embed", "col_limit": 100_000}, 422, "col_limit"),
+        ("/api/step", {"step": "hook_embed", "sort_row": 0}, 400, "has no vocabulary axis"),
+        ("/api/step", {"step": "hook_logits", "sort_row": 6}, 400, "sort_row must be"),
+        ("/api/step", {"step": "hook_logits", "sort_row": -1}, 422, "sort_row"),
         ("/api/lens", {"target": " Shawshank"}, 400, "is 3 tokens"),
         ("/api/lens", {"points": "some"}, 422, "points"),
         ("/api/sampling", {"temperature": -1}, 422, "temperature"),

@@ -51,6 +51,7 @@ from ..hooks import DERIVED, describe, layer_of, step_names
 from ..inspect_view import _json_numbers, step_table
 from ..lens import logit_lens
 from ..model import GPT2
+from ..tokenizer import Tokenizer
 from ..trace import (
     Edit,
     Trace,
@@ -161,7 +162,9 @@ class RunRequest(TraceRequest):
 
 class StepRequest(TraceRequest):
     """A window of step ``step``: rows (positions) and columns (channels, keys or vocabulary)
-    from the offsets, ``head`` for per-head steps."""
+    from the offsets, ``head`` for per-head steps. ``sort_row`` (vocabulary steps only: logits,
+    probabilities) orders the columns by that row's values, largest first unless
+    ``descending`` is false; the offsets then count in that order."""
 
     step: StepName
     head: NonNegativeInt = 0
@@ -169,6 +172,8 @@ class StepRequest(TraceRequest):
     row_limit: int = Field(64, ge=1, le=MAX_WINDOW)
     col_offset: NonNegativeInt = 0
     col_limit: int = Field(64, ge=1, le=MAX_WINDOW)
+    sort_row: NonNegativeInt | None = None
+    descending: bool = True
 
 
 class LensRequest(TraceRequest):
@@ -244,6 +249,24 @@ def _kept_steps(layer: int) -> list[str]:
     return [*steps, "ln_final.*", "hook_logits", "hook_probs"]
 
 
+def partial_tokens(tokenizer: Tokenizer) -> dict[int, str]:
+    """The ids whose bytes are not whole UTF-8 characters (they decode to "\ufffd"), with
+    their bytes in hex ("e2 80"): the page labels them, since "\ufffd" alone says nothing."""
+    partial = {}
+    for i in range(tokenizer.vocab_size):
+        data = tokenizer.token_bytes(i)
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            partial[i] = data.hex(" ")
+    return partial
+
+
+def _column_order(row: Tensor, descending: bool) -> Tensor:
+    """The column indices of ``row`` by value (stable, so ties stay in vocabulary order)."""
+    return torch.sort(row.float(), descending=descending, stable=True).indices
+
+
 def _next_probs(trace: Trace) -> Tensor:
     """softmax(logits) at the last position [V]: the next-token distribution."""
     return torch.softmax(trace.logits[0, -1].float(), dim=-1)
@@ -277,6 +300,7 @@ class _Lab:
         self.max_concurrent = max_concurrent
         self._limiter: anyio.CapacityLimiter | None = None
         self.traces = _TraceCache(max_cache_bytes)
+        self._partial: dict[str, dict[int, str]] = {}
 
     @property
     def limiter(self) -> anyio.CapacityLimiter:
@@ -384,6 +408,12 @@ class _Lab:
 
         return model, self.traces.get((req.model, req.prompt, edits_key, layer), run)
 
+    def partial_tokens(self, name: str) -> dict[int, str]:
+        """``partial_tokens`` of a model's tokenizer, worked out once."""
+        if name not in self._partial:
+            self._partial[name] = partial_tokens(self.models[name].tokenizer)
+        return self._partial[name]
+
     # --- the endpoints' work ------------------------------------------------------------------
     def describe_models(self) -> dict:
         return {
@@ -393,6 +423,7 @@ class _Lab:
                     "config": vars(model.config),
                     "parameters": model.num_parameters(),
                     "steps": [vars(step) for step in step_table(model.config)],
+                    "partial_tokens": self.partial_tokens(name),
                 }
                 for name, model in self.models.items()
             ],
@@ -455,11 +486,17 @@ class _Lab:
                 f"{req.step} has {n_rows} rows and {n_cols} columns; got row_offset "
                 f"{req.row_offset}, col_offset {req.col_offset}"
             )
-        window = value[
-            req.row_offset : req.row_offset + req.row_limit,
-            req.col_offset : req.col_offset + req.col_limit,
-        ]
-        columns = range(req.col_offset, req.col_offset + window.shape[1])
+        columns = torch.arange(req.col_offset, min(n_cols, req.col_offset + req.col_limit))
+        if req.sort_row is not None:
+            if axes[-1] != "V":
+                raise UsageError(
+                    f"sort_row orders the vocabulary of the logits or probabilities; {req.step} "
+                    "has no vocabulary axis"
+                )
+            check_index("sort_row", req.sort_row, n_rows)
+            columns = _column_order(value[req.sort_row], req.descending)[columns]
+        window = value[req.row_offset : req.row_offset + req.row_limit][:, columns]
+        columns = columns.tolist()
         return {
             "name": req.step,
             "shape": list(full.shape),
@@ -470,6 +507,7 @@ class _Lab:
             "columns": n_cols,
             "row_offset": req.row_offset,
             "col_offset": req.col_offset,
+            "column_ids": columns if axes[-1] == "V" else None,
             "column_tokens": [model.tokenizer.decode([i]) for i in columns]
             if axes[-1] == "V"
             else None,
@@ -649,7 +687,8 @@ def create_app(
 
     @app.get("/api/models")
     async def list_models() -> dict:
-        return lab.describe_models()
+        # In a thread (the partial tokens take a moment the first time) but in no model slot.
+        return await anyio.to_thread.run_sync(lab.describe_models)
 
     @app.post("/api/tokenize")
     async def tokenize(req: TokenizeRequest) -> dict:

@@ -4,6 +4,9 @@
 
 const ROWS = 64; // rows of a step table fetched at a time
 const COLS = 40; // columns fetched at a time
+const CLIP_PERCENTILE = 98; // colours saturate at this percentile of |values|: one outlier
+// (an edited 50) must not wash every other colour out
+const EMPTY_PROMPT = "The prompt is empty: type some text, then press Run.";
 
 const state = {
   models: {}, // name -> {config, parameters, steps}
@@ -49,18 +52,55 @@ function setStatus() {
   status.textContent = state.busy > 0 ? "computing…" : "";
 }
 
+// The server's messages name request fields ("prompt: String should have at least 1
+// character"); the page says the same thing in words.
+const FRIENDLY = [
+  [/^prompt: String should have at least 1 character$/, () => EMPTY_PROMPT],
+  [/^prompt: String should have at most (\d+) characters$/, (m) => `The prompt is too long: this server takes at most ${m[1]} characters.`],
+  [/^([\w.]+): (.*)$/, (m) => `The ${m[1].replaceAll("_", " ")} is not accepted: ${m[2].charAt(0).toLowerCase()}${m[2].slice(1)}.`],
+];
+
+const sentence = (text) => `${text.charAt(0).toUpperCase()}${text.slice(1)}${/[.!?)]$/.test(text) ? "" : "."}`;
+
+// An error answer as a sentence for the page: never a bare status code.
+function friendly(status, detail) {
+  if (typeof detail !== "string" || detail === "") {
+    return `The server could not answer (HTTP ${status}); the terminal running gpt2lab serve may say why.`;
+  }
+  const problems = detail.split("; ").map((problem) => {
+    for (const [pattern, say] of FRIENDLY) {
+      const match = status === 422 ? pattern.exec(problem) : null;
+      if (match) return say(match);
+    }
+    return sentence(problem);
+  });
+  return problems.join(" ");
+}
+
+// fetch, with any failure (no server, an error status, a body that is not JSON) turned into an
+// Error whose message is a friendly sentence.
+async function fetchOrExplain(path, init) {
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch {
+    throw new Error("The gpt2lab server cannot be reached: is gpt2lab serve still running?");
+  }
+  if (!response.ok) {
+    const data = await response.json().catch(() => null);
+    throw new Error(friendly(response.status, data?.detail));
+  }
+  return response;
+}
+
+const post = (body) => ({ method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
 async function api(path, body) {
-  const init =
-    body === undefined
-      ? {}
-      : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
   state.busy++;
   setStatus();
   try {
-    const response = await fetch(path, init);
-    const data = await response.json();
-    if (!response.ok) throw new Error(`${response.status}: ${data.detail}`);
-    return data;
+    const response = await fetchOrExplain(path, body === undefined ? {} : post(body));
+    return await response.json();
   } finally {
     state.busy--;
     setStatus();
@@ -81,6 +121,14 @@ function select(options, value, onchange) {
 
 const range = (n) => Array.from({ length: n }, (_, i) => i);
 const config = () => state.models[$("#model").value].config;
+
+// A token as the page writes it. A token whose bytes are not whole UTF-8 characters decodes to
+// "\ufffd", which says nothing: it is labelled, with its bytes.
+function tokenText(id, text) {
+  const model = state.models[state.run?.request.model ?? $("#model").value];
+  const bytes = model?.partial_tokens[id];
+  return bytes === undefined ? quote(text) : `${quote(text)} (partial UTF-8: bytes ${bytes})`;
+}
 
 // --- cell titles ------------------------------------------------------------------------------
 const TITLES = {
@@ -196,18 +244,34 @@ async function renderCell(cell) {
 
 function showUpTo(last, scroll = true) {
   last = Math.min(last, state.cells.length - 1);
+  const drawing = [];
   state.cells.forEach((cell, i) => {
     cell.el.classList.toggle("current", i === last);
     if (i <= last && !cell.shown) {
       cell.shown = true;
       cell.el.hidden = false;
-      renderCell(cell);
+      drawing.push(renderCell(cell));
     }
   });
   state.shown = Math.max(state.shown, last + 1);
   $("#run-to").value = String(last);
   $("#next-cell").disabled = state.shown >= state.cells.length;
-  if (scroll) state.cells[last].el.scrollIntoView({ block: "start" });
+  if (scroll) landOn(state.cells[last], drawing);
+}
+
+// Scroll to a cell now, and again once the cells drawn above it have their final heights (they
+// grow from "computing…" to tables after the first scroll). Scrolling by hand cancels it.
+let landing = 0;
+async function landOn(cell, drawing) {
+  const ticket = ++landing;
+  cell.el.scrollIntoView({ block: "start" });
+  await Promise.all(drawing);
+  await new Promise((resolve) => requestAnimationFrame(resolve));
+  if (ticket === landing) cell.el.scrollIntoView({ block: "start" });
+}
+
+function stopLanding() {
+  landing++;
 }
 
 function editsKey(edits) {
@@ -257,6 +321,19 @@ function removeEdit(i) {
   updateEditsBar();
 }
 
+// Back to the empty page: no cells, the stepper off. Old results never stay beside a message
+// about a prompt that could not run.
+function clearResults() {
+  state.run = null;
+  state.cells = [];
+  state.shown = 0;
+  state.sampled = null;
+  $("#cells").replaceChildren(state.intro);
+  $("#run-to").replaceChildren();
+  for (const button of ["#next-cell", "#run-to", "#run-all"]) $(button).disabled = true;
+  updateEditsBar();
+}
+
 // Run the model: a new prompt starts at the first cell; a re-run (edits, another block) keeps
 // the cells shown so far and redraws them with the new numbers.
 async function run(keepCells) {
@@ -267,11 +344,21 @@ async function run(keepCells) {
     edits: structuredClone(state.edits),
     layer: Number($("#layer").value),
   };
+  if (request.prompt === "") {
+    clearResults();
+    showError(new Error(EMPTY_PROMPT));
+    return;
+  }
   try {
     const answer = await api("/api/run", { ...request, k: 10 });
     state.run = { ...answer, request };
   } catch (error) {
-    showError(error);
+    if (keepCells && state.run) {
+      showError(new Error(`${error.message} The cells still show the run before.`));
+    } else {
+      clearResults();
+      showError(error);
+    }
     return;
   }
   state.sampled = null;
@@ -296,7 +383,7 @@ async function renderTokens(cell, body) {
   });
   body.replaceChildren(
     el("p", { class: "note" }, `A regex splits the text into ${data.words.length} words. Each word's bytes (a space shows as Ġ) are merged pair by pair, the pair with the lowest rank in GPT-2's merge list first, into ${data.ids.length} tokens. Open a word to see its merges.`),
-    el("div", { class: "tokens" }, data.tokens.map((token, i) => el("span", { class: "tok", title: `id ${data.ids[i]}` }, token))),
+    el("div", { class: "tokens" }, data.tokens.map((token, i) => el("span", { class: "tok", title: `id ${data.ids[i]}: ${tokenText(data.ids[i], data.texts[i])}` }, token))),
     el("div", { class: "words" }, words),
   );
 }
@@ -311,7 +398,7 @@ function mergeTable(word) {
 
 async function renderIds(cell, body) {
   const { ids, tokens } = state.run;
-  const rows = ids.map((id, t) => el("tr", {}, el("th", {}, String(t)), el("td", {}, quote(tokens[t])), el("td", {}, String(id))));
+  const rows = ids.map((id, t) => el("tr", {}, el("th", {}, String(t)), el("td", {}, tokenText(id, tokens[t])), el("td", {}, String(id))));
   body.replaceChildren(
     el("p", { class: "note" }, "Each token is looked up in the vocabulary of 50,257 entries. The model sees only these ids."),
     el("p", { class: "mono" }, `ids = [${ids.join(", ")}]`),
@@ -320,14 +407,23 @@ async function renderIds(cell, body) {
 }
 
 // --- cells: the steps -------------------------------------------------------------------------
-function bars(items, { after = false } = {}) {
-  const top = Math.max(...items.map((item) => Math.abs(item.value)), 1e-12);
+// One bar per item, as long as its value. When some values are negative the bars start at a
+// zero axis in the middle: negative ones go left (blue), positive ones right (red).
+function bars(items, top = Math.max(...items.map((item) => Math.abs(item.value)))) {
+  top = Math.max(top, 1e-12);
+  const signed = items.some((item) => item.value < 0);
+  const bar = (value) => {
+    const size = Math.min(100, (100 * Math.abs(value)) / top);
+    if (!signed) return el("i", { style: `width: ${size}%` });
+    const side = value < 0 ? "right" : "left";
+    return el("i", { class: value < 0 ? "neg" : "pos", style: `${side}: 50%; width: ${size / 2}%` });
+  };
   return el(
     "div",
-    { class: "bars" },
+    { class: signed ? "bars signed" : "bars" },
     items.flatMap((item) => [
       el("span", { class: "tok" }, item.label),
-      el("div", { class: "bar-track" }, el("i", { class: after ? "after" : "", style: `width: ${(100 * Math.abs(item.value)) / top}%` })),
+      el("div", { class: "bar-track" }, bar(item.value)),
       el("span", { class: "num-cell" }, item.text),
     ]),
   );
@@ -337,53 +433,111 @@ async function renderStep(cell, body) {
   const step = cell.step;
   const perHead = step.axes.startsWith("[B, H");
   const parts = [];
-  if (step.name === "hook_logits" || step.name === "hook_probs") {
+  const vocabulary = step.name === "hook_logits" || step.name === "hook_probs";
+  if (vocabulary) {
     const probs = step.name === "hook_probs";
     const last = state.run.tokens.length - 1;
     parts.push(
       el("p", { class: "note" }, probs ? `The next-token distribution after ${quote(state.run.tokens[last])} (position ${last}): the most likely tokens.` : `The largest logits at the last position (${last}); softmax turns them into the probabilities of the next cell.`),
-      bars(state.run.next.map((n) => ({ label: quote(n.token), value: probs ? n.prob : n.logit, text: probs ? pct(n.prob) : n.logit.toFixed(3) }))),
+      bars(state.run.next.map((n) => ({ label: tokenText(n.id, n.token), value: probs ? n.prob : n.logit, text: probs ? pct(n.prob) : n.logit.toFixed(3) }))),
     );
   }
   const table = el("div", {}, el("p", { class: "note" }, "computing…"));
+  const view = { head: perHead ? 0 : null, sort: vocabulary ? { row: state.run.tokens.length - 1, descending: true } : null };
+  const redraw = () => grid(table, cell, view).catch((error) => table.replaceChildren(el("p", { class: "note error" }, error.message)));
+  const controls = [];
   if (perHead) {
     const heads = range(config().n_head).map((h) => [String(h), `head ${h}`]);
-    parts.push(el("div", { class: "controls" }, el("label", {}, "head ", select(heads, "0", (e) => grid(table, cell, Number(e.target.value)).catch((error) => table.replaceChildren(el("p", { class: "note error" }, error.message)))))));
+    controls.push(el("label", {}, "head ", select(heads, "0", (e) => { view.head = Number(e.target.value); redraw(); })));
   }
+  if (vocabulary) controls.push(...sortControls(view, redraw));
+  if (controls.length) parts.push(el("div", { class: "controls" }, controls));
   parts.push(table);
   body.replaceChildren(...parts);
-  await grid(table, cell, perHead ? 0 : null);
+  await grid(table, cell, view);
+}
+
+// The order of a vocabulary table's columns: by the values of one position (the last at
+// first), largest first; or smallest first, or the vocabulary's own order.
+function sortControls(view, redraw) {
+  const orders = [["desc", "largest first"], ["asc", "smallest first"], ["vocab", "vocabulary order"]];
+  const positions = state.run.tokens.map((t, i) => [String(i), `${i} ${tokenText(state.run.ids[i], t)}`]);
+  const position = select(positions, String(view.sort.row), () => {
+    view.sort = { row: Number(position.value), descending: order.value !== "asc" };
+    if (order.value === "vocab") order.value = "desc";
+    redraw();
+  });
+  const order = select(orders, "desc", () => {
+    view.sort = order.value === "vocab" ? null : { row: Number(position.value), descending: order.value === "desc" };
+    position.disabled = view.sort === null;
+    redraw();
+  });
+  order.dataset.sort = "order";
+  position.dataset.sort = "row";
+  return [el("label", {}, "columns ", order), el("label", {}, "by the values at position ", position)];
+}
+
+// The numbers of a step at and around the clip value: the colour scale saturates at the
+// CLIP_PERCENTILE-th percentile of |values|, the same for positive and negative.
+function clipScale(values) {
+  const sizes = values.flat().filter((v) => v !== null).map(Math.abs).sort((a, b) => a - b);
+  if (sizes.length === 0) return { scale: 1, largest: 0 };
+  const largest = sizes[sizes.length - 1];
+  const at = sizes[Math.floor((CLIP_PERCENTILE / 100) * (sizes.length - 1))];
+  return { scale: at || largest || 1, largest };
+}
+
+// The colour key of a table and its heatmap, with the value the colours are clipped at
+// (probabilities: from 0 up; other steps: the same both sides of 0).
+function legend(g, sequential) {
+  const sign = sequential ? "" : "±";
+  const text =
+    g.largest > g.scale
+      ? `colours are clipped at ${sign}${fmt(g.scale)}, the ${CLIP_PERCENTILE}th percentile of the ${sequential ? "values" : "|values|"} loaded first (the largest is ${fmt(g.largest)}): anything beyond has the full colour`
+      : `colours scale to the largest ${sequential ? "value" : "|value|"} loaded first`;
+  const ends = sequential ? ["0", fmt(g.scale)] : [`−${fmt(g.scale)}`, `+${fmt(g.scale)}`];
+  return el("div", { class: "legend", "data-clip": g.scale }, el("span", {}, ends[0]), el("i", { class: sequential ? "seq" : "div" }), el("span", {}, ends[1]), el("span", { class: "note" }, text));
 }
 
 // A spreadsheet of one step (one head): rows are positions; more rows and columns are fetched
-// as it scrolls, so a big step is never sent whole.
-async function grid(container, cell, head) {
+// as it scrolls, so a big step is never sent whole. The heatmap beside it shows the rows and
+// columns the table shows, and follows it as it scrolls.
+async function grid(container, cell, view) {
   const step = cell.step;
-  const request = { ...state.run.request, step: step.name, head: head ?? 0 };
+  const head = view.head;
+  const sorting = view.sort ? { sort_row: view.sort.row, descending: view.sort.descending } : {};
+  const request = { ...state.run.request, step: step.name, head: head ?? 0, ...sorting };
   const chunk = state.limits.max_window;
   const tokens = state.run.tokens;
   const first = await api("/api/step", { ...request, row_limit: ROWS, col_limit: COLS });
-  const g = { values: first.values, columnTokens: first.column_tokens ?? [], rows: first.rows, columns: first.columns };
+  const g = { values: first.values, columnIds: first.column_ids ?? [], columnTokens: first.column_tokens ?? [], rows: first.rows, columns: first.columns };
   const [rowAxis, colAxis] = first.axes;
   const editable = step.name !== "hook_probs"; // computed after the forward pass: nothing to edit
+  const sequential = isProbability(step.name);
+  Object.assign(g, clipScale(g.values));
 
   async function fetchBlock(r0, r1, c0, c1) {
     const out = range(r1 - r0).map(() => []);
+    const columnIds = [];
     const columnTokens = [];
     for (let r = r0; r < r1; r += chunk) {
       for (let c = c0; c < c1; c += chunk) {
         const part = await api("/api/step", { ...request, row_offset: r, row_limit: Math.min(chunk, r1 - r), col_offset: c, col_limit: Math.min(chunk, c1 - c) });
         part.values.forEach((row, i) => out[r - r0 + i].push(...row));
-        if (r === r0 && part.column_tokens) columnTokens.push(...part.column_tokens);
+        if (r === r0 && part.column_tokens) {
+          columnIds.push(...part.column_ids);
+          columnTokens.push(...part.column_tokens);
+        }
       }
     }
-    return { values: out, columnTokens };
+    return { values: out, columnIds, columnTokens };
   }
 
-  const rowLabel = (r) => `${r} ${quote(tokens[r])}`;
+  const rowLabel = (r) => `${r} ${tokenText(state.run.ids[r], tokens[r])}`;
+  const column = (c) => (colAxis === "V" ? g.columnIds[c] : c); // the index a set-value edit uses
   function colLabel(c) {
-    if (colAxis === "S") return `${c} ${quote(tokens[c])}`;
-    if (colAxis === "V") return `${quote(g.columnTokens[c])} ${c}`;
+    if (colAxis === "S") return `${c} ${tokenText(state.run.ids[c], tokens[c])}`;
+    if (colAxis === "V") return `${tokenText(g.columnIds[c], g.columnTokens[c])} ${g.columnIds[c]}`;
     if (colAxis === "1") return step.name.split("_").pop();
     return String(c);
   }
@@ -395,8 +549,8 @@ async function grid(container, cell, head) {
 
   function td(r, c) {
     const v = g.values[r][c];
-    const cls = [v === null ? "null" : "", edited.has(`${r},${c}`) ? "edited" : ""].join(" ").trim();
-    return el("td", { class: cls || null, "data-r": r, "data-c": c, style: v === null ? null : `background: ${tint(v, g.scale, isProbability(step.name))}` }, fmt(v));
+    const cls = [v === null ? "null" : "", edited.has(`${r},${column(c)}`) ? "edited" : ""].join(" ").trim();
+    return el("td", { class: cls || null, "data-r": r, "data-c": c, style: v === null ? null : `background: ${tint(v, g.scale, sequential)}` }, fmt(v));
   }
 
   const headRow = el("tr", {}, el("th", {}, ""));
@@ -405,7 +559,6 @@ async function grid(container, cell, head) {
   const wrap = el("div", { class: "grid-wrap" }, table);
   const info = el("div", { class: "grid-info" });
   const chart = el("div", { class: "chart" });
-  g.scale = isProbability(step.name) ? 1 : maxAbs(g.values);
 
   const addColumns = (from) => range(g.values[0].length - from).forEach((i) => headRow.append(el("th", {}, colLabel(from + i))));
   const addRows = (from) =>
@@ -419,15 +572,19 @@ async function grid(container, cell, head) {
     const more = rows < g.rows || cols < g.columns ? " · scroll for more" : "";
     const what = (axis) => (AXES[axis] ? ` (${AXES[axis]})` : "");
     const which = head === null ? "" : `head ${head}: `;
-    info.textContent = `${which}rows 0–${rows - 1} of ${g.rows}${what(rowAxis)} · columns 0–${cols - 1} of ${g.columns}${what(colAxis)}${more}${editable ? " · double-click a number to change it" : ""}`;
-    drawChart(chart, step, g.values, { rowLabel, colLabel, head });
+    const order = view.sort ? `, ${view.sort.descending ? "largest" : "smallest"} first at position ${view.sort.row}` : "";
+    info.textContent = `${which}rows 0–${rows - 1} of ${g.rows}${what(rowAxis)} · columns 0–${cols - 1} of ${g.columns}${what(colAxis)}${order}${more}${editable ? " · double-click a number to change it" : ""}`;
   }
+  const redrawChart = () => drawChart(chart, step, g, { rowLabel, colLabel, head, shown: shownWindow(wrap, table) });
   addColumns(0);
   addRows(0);
   describeWindow();
 
   let loading = false;
+  let frame = 0;
   wrap.addEventListener("scroll", async () => {
+    cancelAnimationFrame(frame);
+    frame = requestAnimationFrame(redrawChart);
     if (loading) return;
     const rows = g.values.length;
     const cols = g.values[0].length;
@@ -442,6 +599,7 @@ async function grid(container, cell, head) {
       } else if (nearRight && cols < g.columns) {
         const more = await fetchBlock(0, rows, cols, Math.min(g.columns, cols + COLS));
         more.values.forEach((row, r) => g.values[r].push(...row));
+        g.columnIds.push(...more.columnIds);
         g.columnTokens.push(...more.columnTokens);
         addColumns(cols);
         tbody.querySelectorAll("tr").forEach((tr, r) => tr.append(...range(more.values[r].length).map((i) => td(r, cols + i))));
@@ -449,6 +607,7 @@ async function grid(container, cell, head) {
         return;
       }
       describeWindow();
+      redrawChart();
     } catch (error) {
       info.textContent = error.message;
     } finally {
@@ -467,22 +626,39 @@ async function grid(container, cell, head) {
       input.addEventListener("keydown", (e) => {
         if (e.key === "Escape") cellNode.replaceChildren(fmt(g.values[r][c]));
         if (e.key !== "Enter" || input.value === "") return;
-        addEdit({ kind: "set_value", step: step.name, index: head === null ? [r, c] : [head, r, c], value: Number(input.value) });
+        addEdit({ kind: "set_value", step: step.name, index: head === null ? [r, column(c)] : [head, r, c], value: Number(input.value) });
         run(true);
       });
     });
   }
-  container.replaceChildren(info, el("div", { class: "split" }, wrap, chart));
+  container.replaceChildren(info, legend(g, sequential), el("div", { class: "split" }, wrap, chart));
+  redrawChart(); // now that the table is laid out, the heatmap can show what it shows
 }
 
-function maxAbs(values) {
-  let top = 0;
-  for (const row of values) for (const v of row) if (v !== null) top = Math.max(top, Math.abs(v));
-  return top || 1;
+// The rows [r0, r1) and columns [c0, c1) of a table that can be seen in its scrolled box,
+// not counting the sticky labels.
+function shownWindow(wrap, table) {
+  const headRow = table.tHead.rows[0];
+  const rows = table.tBodies[0].rows;
+  const top = wrap.scrollTop + headRow.offsetHeight;
+  const bottom = wrap.scrollTop + wrap.clientHeight;
+  const left = wrap.scrollLeft + headRow.cells[0].offsetWidth;
+  const right = wrap.scrollLeft + wrap.clientWidth;
+  const span = (n, start, size, from, to) => {
+    let first = 0;
+    while (first < n - 1 && start(first) + size(first) <= from + 2) first++;
+    let last = first;
+    while (last < n && start(last) < to - 2) last++;
+    return [first, Math.max(last, first + 1)];
+  };
+  const [r0, r1] = span(rows.length, (r) => rows[r].offsetTop, (r) => rows[r].offsetHeight, top, bottom);
+  const cells = headRow.cells;
+  const [c0, c1] = span(cells.length - 1, (c) => cells[c + 1].offsetLeft, (c) => cells[c + 1].offsetWidth, left, right);
+  return { r0, r1, c0, c1 };
 }
 
 // Red for positive, blue for negative (indigo for probabilities), as light tints so the numbers
-// stay readable.
+// stay readable; full tint from the clip value on.
 function tint(v, scale, sequential) {
   const x = Math.max(-1, Math.min(1, v / scale));
   const [r, g, b] = sequential ? [67, 56, 202] : x >= 0 ? [239, 68, 68] : [59, 130, 246];
@@ -499,46 +675,46 @@ function color(v, scale, sequential) {
   return x >= 0 ? mix([220, 38, 38], x) : mix([37, 99, 235], -x);
 }
 
-// The chart beside a table: bars for one number per position, else a heatmap of what is loaded.
-function drawChart(chart, step, values, { rowLabel, colLabel, head }) {
+// The chart beside a table: bars for one number per position, else a heatmap of the rows and
+// columns the table shows, with their labels.
+function drawChart(chart, step, g, { rowLabel, colLabel, head, shown }) {
   if (step.name === "hook_logits" || step.name === "hook_probs") {
     chart.replaceChildren();
     return;
   }
-  if (values[0].length === 1) {
-    const items = values.map((row, r) => ({ label: rowLabel(r), value: row[0], text: fmt(row[0]) }));
-    chart.replaceChildren(bars(items), el("div", { class: "caption" }, "one number per position"));
+  const { r0, r1, c0, c1 } = shown;
+  if (g.values[0].length === 1) {
+    const top = Math.max(...g.values.map((row) => Math.abs(row[0])));
+    const items = range(r1 - r0).map((i) => ({ label: rowLabel(r0 + i), value: g.values[r0 + i][0], text: fmt(g.values[r0 + i][0]) }));
+    const negative = g.values.some((row) => row[0] < 0) ? "; left of the axis: negative" : "";
+    const where = r1 - r0 < g.rows ? ` Rows ${r0}–${r1 - 1} of ${g.rows}: what the table shows; scroll it to move.` : "";
+    chart.replaceChildren(bars(items, top), el("div", { class: "caption" }, `one number per position${negative}.${where}`));
     return;
   }
-  const rows = values.length;
-  const cols = values[0].length;
-  const size = Math.max(2, Math.min(32, Math.floor(320 / Math.max(rows, cols))));
-  const canvas = el("canvas", { width: cols * size, height: rows * size });
-  const ctx = canvas.getContext("2d");
   const sequential = isProbability(step.name);
-  const scale = sequential ? 1 : maxAbs(values);
-  values.forEach((row, r) =>
-    row.forEach((v, c) => {
-      ctx.fillStyle = color(v, scale, sequential);
-      ctx.fillRect(c * size, r * size, size, size);
-    }),
+  const cells = (r) =>
+    range(c1 - c0).map((i) => {
+      const v = g.values[r][c0 + i];
+      return el("td", { style: `background: ${color(v, g.scale, sequential)}`, title: `${rowLabel(r)} × ${colLabel(c0 + i)}: ${fmt(v)}` });
+    });
+  const heatmap = el(
+    "table",
+    { class: "heatmap", "data-rows": `${r0}-${r1 - 1}`, "data-cols": `${c0}-${c1 - 1}` },
+    el("thead", {}, el("tr", {}, el("th", {}), range(c1 - c0).map((i) => el("th", { class: "col" }, el("span", {}, colLabel(c0 + i)))))),
+    el("tbody", {}, range(r1 - r0).map((i) => el("tr", {}, el("th", {}, rowLabel(r0 + i)), cells(r0 + i)))),
   );
-  canvas.addEventListener("mousemove", (event) => {
-    const box = canvas.getBoundingClientRect();
-    const r = Math.floor(((event.clientY - box.top) / box.height) * rows);
-    const c = Math.floor(((event.clientX - box.left) / box.width) * cols);
-    if (values[r]?.[c] !== undefined) canvas.title = `${rowLabel(r)} × ${colLabel(c)}: ${fmt(values[r][c])}`;
-  });
-  const caption = sequential
+  const what = sequential
     ? `head ${head}: row = query position, column = key; darker = more attention. Above the diagonal: 0, the causal mask.`
-    : `the ${rows} × ${cols} numbers loaded: red > 0 > blue${step.name.includes("masked") ? ", grey masked" : ""}. Hover for values.`;
-  chart.replaceChildren(canvas, el("div", { class: "caption" }, caption));
+    : `red > 0 > blue${step.name.includes("masked") ? ", grey masked" : ""}.`;
+  const where = `Rows ${r0}–${r1 - 1} of ${g.rows}, columns ${c0}–${c1 - 1} of ${g.columns}: what the table shows; scroll it to move.`;
+  chart.replaceChildren(heatmap, el("div", { class: "caption" }, `${what} ${where} Hover for values.`));
 }
 
 // --- cells: reading the output ----------------------------------------------------------------
 async function renderLens(cell, body) {
   const lens = await api("/api/lens", { ...state.run.request, k: 3, points: "post" });
-  const head = el("tr", {}, el("th", {}, "read out after"), lens.tokens.map((t, i) => el("th", {}, `${i} ${quote(t)}`)));
+  const ids = state.run.ids;
+  const head = el("tr", {}, el("th", {}, "read out after"), lens.tokens.map((t, i) => el("th", {}, `${i} ${tokenText(ids[i], t)}`)));
   const rows = lens.points.map((point, p) =>
     el(
       "tr",
@@ -546,14 +722,18 @@ async function renderLens(cell, body) {
       el("th", {}, point.replace("blocks.", "block ").replace(".hook_", " ")),
       lens.top_tokens[p].map((top, t) => {
         const prob = lens.top_probs[p][t][0];
-        return el("td", { style: `background: rgb(67 56 202 / ${(0.45 * prob).toFixed(3)})`, title: top.map((tok, k) => `${quote(tok)} ${pct(lens.top_probs[p][t][k])}`).join("\n") }, `${quote(top[0])} ${pct(prob)}`);
+        const topIds = lens.top_ids[p][t];
+        const title = top.map((tok, k) => `${tokenText(topIds[k], tok)} ${pct(lens.top_probs[p][t][k])}`).join("\n");
+        return el("td", { style: `background: rgb(67 56 202 / ${(0.45 * prob).toFixed(3)})`, title }, `${tokenText(topIds[0], top[0])} ${pct(prob)}`);
       }),
     ),
   );
+  const wrap = el("div", { class: "grid-wrap" }, el("table", { class: "plain lens" }, el("thead", {}, head), el("tbody", {}, rows)));
   body.replaceChildren(
-    el("p", { class: "note" }, "ln_final(x) @ W_Eᵀ applied to the residual stream after each block, as if the blocks after it were removed: the most likely next token at every position. The last row is the model's real output. Hover a cell for its top 3."),
-    el("div", { class: "grid-wrap" }, el("table", { class: "plain lens" }, el("thead", {}, head), el("tbody", {}, rows))),
+    el("p", { class: "note" }, "ln_final(x) @ W_Eᵀ applied to the residual stream after each block, as if the blocks after it were removed: the most likely next token at every position. The last row is the model's real output. Hover a cell for its top 3. It opens at the last position, the one whose next token is not in the prompt; scroll left for the others."),
+    wrap,
   );
+  wrap.scrollLeft = wrap.scrollWidth; // the last position: the prediction of the next token
 }
 
 function samplingSettings() {
@@ -582,7 +762,7 @@ async function renderSampling(cell, body) {
     el("label", {}, "top-p ", input("top-p", "0.9", { min: 0, max: 1, step: 0.05 })),
     el("label", {}, "seed ", input("seed", "0", { min: 0 })),
     el("label", {}, el("input", { id: "greedy", type: "checkbox" }), " greedy"),
-    el("button", { type: "button", onclick: () => redrawSampling(out) }, "Sample"),
+    el("button", { type: "button", onclick: () => redrawSampling(out).catch((error) => out.replaceChildren(el("p", { class: "note error" }, error.message))) }, "Sample"),
   );
   const out = el("div", {}, el("p", { class: "note" }, "computing…"));
   body.replaceChildren(
@@ -600,12 +780,12 @@ async function redrawSampling(out) {
     el(
       "tr",
       { class: r.prob > 0 ? "" : "cut" },
-      [quote(r.token), r.token_id, r.logit.toFixed(3), r.scaled_logit.toFixed(3), pct(r.prob_before), r.kept_top_k ? "kept" : "cut", r.kept_top_p ? "kept" : "cut", pct(r.prob)].map((v) => el("td", {}, String(v))),
+      [tokenText(r.token_id, r.token), r.token_id, r.logit.toFixed(3), r.scaled_logit.toFixed(3), pct(r.prob_before), r.kept_top_k ? "kept" : "cut", r.kept_top_p ? "kept" : "cut", pct(r.prob)].map((v) => el("td", {}, String(v))),
     ),
   );
   out.replaceChildren(
     el("table", { class: "plain" }, el("thead", {}, el("tr", {}, head.map((h) => el("th", {}, h)))), el("tbody", {}, rows)),
-    el("p", {}, `top-k keeps ${ex.kept_top_k} tokens, top-p ${ex.effective_k} (${pct(ex.mass_kept)} of the probability). Chosen: `, el("b", { class: "chosen" }, quote(ex.chosen_token)), ` (id ${ex.chosen}, p ${pct(ex.chosen_prob)})`),
+    el("p", {}, `top-k keeps ${ex.kept_top_k} tokens, top-p ${ex.effective_k} (${pct(ex.mass_kept)} of the probability). Chosen: `, el("b", { class: "chosen" }, tokenText(ex.chosen, ex.chosen_token)), ` (id ${ex.chosen}, p ${pct(ex.chosen_prob)})`),
   );
   const next = state.cells.find((cell) => cell.key === "next");
   if (next?.shown) renderCell(next);
@@ -615,7 +795,7 @@ async function renderNext(cell, body) {
   const ex = await (state.sampled ?? sample());
   const prompt = state.run.request.prompt;
   const text = ex.text.startsWith(prompt) ? [prompt, el("mark", {}, ex.text.slice(prompt.length))] : [ex.text];
-  const out = el("div", { class: "continuation" });
+  const out = el("div", { class: "generated" });
   const count = el("input", { type: "number", value: "20", min: 1, max: state.limits.max_new_tokens });
   const generateButton = el("button", { type: "button", onclick: () => generate(out, Number(count.value), generateButton) }, "Generate ▸");
   body.replaceChildren(
@@ -632,17 +812,25 @@ async function renderNext(cell, body) {
   );
 }
 
+// Generation uses the shown run's edits, except set-one-value edits: each holds one number of
+// this prompt's forward pass, and generation computes one new position at a time. They are
+// left out, and a note says so.
 async function generate(out, maxNewTokens, button) {
   const prompt = state.run.request.prompt;
-  const request = { model: state.run.request.model, prompt, edits: state.run.request.edits, ...samplingSettings(), max_new_tokens: maxNewTokens };
+  const edits = state.run.request.edits;
+  const kept = edits.filter((edit) => edit.kind !== "set_value");
+  const skipped = edits.filter((edit) => edit.kind === "set_value");
+  const body = { model: state.run.request.model, prompt, edits: kept, ...samplingSettings(), max_new_tokens: maxNewTokens };
   const added = el("span", { class: "new" });
-  out.replaceChildren(prompt, added);
+  const note = skipped.length
+    ? el("p", { class: "note skipped" }, `Generation leaves out ${skipped.map(describeEdit).join(", ")}: a set-one-value edit holds one number of this prompt's forward pass, and generation computes one new position at a time.${kept.length ? ` It uses ${kept.map(describeEdit).join(", ")}.` : ""}`)
+    : null;
+  out.replaceChildren(...(note ? [note] : []), el("div", { class: "continuation" }, prompt, added));
   button.disabled = true;
   state.busy++;
   setStatus();
   try {
-    const response = await fetch("/api/generate", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(request) });
-    if (!response.ok) throw new Error(`${response.status}: ${(await response.json()).detail}`);
+    const response = await fetchOrExplain("/api/generate", post(body));
     const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
     let buffer = "";
     for (;;) {
@@ -656,7 +844,7 @@ async function generate(out, maxNewTokens, button) {
         const event = /^event: (.*)$/m.exec(block)[1];
         const data = JSON.parse(/^data: (.*)$/m.exec(block)[1]);
         if (event === "token") added.append(data.text);
-        if (event === "error") throw new Error(data.detail);
+        if (event === "error") throw new Error(sentence(data.detail));
       }
     }
   } catch (error) {
@@ -722,7 +910,7 @@ async function renderComparison(out) {
     return el(
       "tr",
       { "data-token": row.id },
-      el("td", {}, quote(row.token)),
+      el("td", {}, tokenText(row.id, row.token)),
       el("td", {}, pct(row.before)),
       el("td", {}, pct(row.after)),
       el("td", { class: change >= 0 ? "up" : "down" }, `${change >= 0 ? "+" : "−"}${pct(Math.abs(change))}`),
@@ -746,6 +934,8 @@ function fillLayers() {
 }
 
 async function start() {
+  state.intro = $("#cells .intro");
+  for (const kind of ["wheel", "touchmove", "keydown"]) window.addEventListener(kind, stopLanding, { passive: true });
   const answer = await api("/api/models");
   state.limits = answer.limits;
   for (const model of answer.models) state.models[model.name] = model;
@@ -773,6 +963,7 @@ async function start() {
     run(true);
   });
   updateEditsBar();
+  $("#run").disabled = false; // only now are the models known
 }
 
 start().catch(showError);
