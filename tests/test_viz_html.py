@@ -108,20 +108,27 @@ def test_report_is_one_document_that_refers_to_nothing_outside(report):
     assert_self_contained(text, page)
 
 
-def about(page: Page) -> dict[str, str]:
-    """The report's model-and-settings table as {name: value}."""
-    return dict(page.tables["about"])
+def about(page: Page, table: str) -> dict[str, str]:
+    """A one-row table of the report ("model", "settings") as {header: value}."""
+    header, values = page.tables[table]
+    return dict(zip(header, values, strict=True))
 
 
 def test_report_names_the_model_its_size_and_every_setting(tiny, report):
     text, page = report
-    params = sum(p.numel() for p in tiny.parameters())
     c = tiny.config
-    assert about(page) == {
+    assert about(page, "model") == {
         "model": "tiny",
-        "size": f"{c.n_layer} layers, {c.n_head} heads per layer, width {c.n_embd}, "
-        f"{params:,} parameters ({c.n_positions:,} positions, {c.vocab_size:,} tokens)",
-        "weights": "float32 on cpu",
+        "layers": str(c.n_layer),
+        "heads": str(c.n_head),
+        "width": str(c.n_embd),
+        "parameters": f"{sum(p.numel() for p in tiny.parameters()):,}",
+        "positions": f"{c.n_positions:,}",
+        "vocabulary": f"{c.vocab_size:,}",
+        "weights": "float32",
+        "device": "cpu",
+    }
+    assert about(page, "settings") == {
         "prompt": repr(PROMPT),
         "layer": "1",
         "head": "2",
@@ -266,10 +273,10 @@ def test_cli_report_names_the_model_dtype_quantization_and_settings(capsys, tmp_
     argv += ["--head", "3", "--step", "blocks.0.hook_resid_mid", "--top", "3", "--top-p", "0.9"]
     assert main([*argv, "--seed", "11", "--html", str(path)]) == 0
     capsys.readouterr()
-    shown = about(parse(path.read_text(encoding="utf-8")))
-    assert shown["model"] == "tiny"
-    assert shown["size"].startswith(f"{tiny.config.n_layer} layers, {tiny.config.n_head} heads")
-    assert shown["weights"] == "bfloat16, int8 quantized on cpu"
+    page = parse(path.read_text(encoding="utf-8"))
+    model, shown = about(page, "model"), about(page, "settings")
+    assert model["model"] == "tiny" and model["layers"] == str(tiny.config.n_layer)
+    assert model["weights"] == "bfloat16, int8 quantized"
     assert [shown[name] for name in ("layer", "head", "step", "top", "target")] == [
         "0",
         "3",

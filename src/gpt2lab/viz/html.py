@@ -208,25 +208,25 @@ def _setting(value: object) -> str:
 
 
 def _about_section(ins: Inspection) -> str:
-    """The model (its name, size, weights) and every setting, so that a saved report says what
-    it shows and can be made again."""
+    """The model (its name, size, weights) and every setting, each a table of one row, so that a
+    saved report says what it shows and how to make it again."""
     m = ins.model
-    weights = f"{m.dtype}, {m.quantized} quantized" if m.quantized else m.dtype
-    rows = [
-        _row("<th>model</th>", f'<td class="tok">{escape(m.name) if m.name else "not named"}</td>'),
-        _row(
-            "<th>size</th>",
-            f"<td>{m.n_layer} layers, {m.n_head} heads per layer, width {m.n_embd}, "
-            f"{m.parameters:,} parameters ({m.n_positions:,} positions, "
-            f"{m.vocab_size:,} tokens)</td>",
-        ),
-        _row("<th>weights</th>", f"<td>{escape(weights)} on {escape(m.device)}</td>"),
-        *(
-            _row(f"<th>{escape(name)}</th>", f"<td>{_setting(value)}</td>")
-            for name, value in ins.settings().items()
-        ),
-    ]
-    return "<h2>Model and settings</h2>\n" + _table("about", rows)
+    model = {
+        "model": f'<span class="tok">{escape(m.name)}</span>' if m.name else "not named",
+        "layers": m.n_layer,
+        "heads": m.n_head,
+        "width": m.n_embd,
+        "parameters": f"{m.parameters:,}",
+        "positions": f"{m.n_positions:,}",
+        "vocabulary": f"{m.vocab_size:,}",
+        "weights": f"{m.dtype}, {m.quantized} quantized" if m.quantized else m.dtype,
+        "device": escape(m.device),
+    }
+    settings = {name: _setting(value) for name, value in ins.settings().items()}
+    return "<h2>Model and settings</h2>\n" + "\n".join(
+        _table(kind, [_header(*cells), _row(*(f"<td>{cell}</td>" for cell in cells.values()))])
+        for kind, cells in (("model", model), ("settings", settings))
+    )
 
 
 def _tokens_section(ins: Inspection) -> str:

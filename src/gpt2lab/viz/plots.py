@@ -214,7 +214,7 @@ def position_embedding_map(result: PositionMap, title: str | None = None) -> Fig
     xy = result.coords.cpu().numpy()
     fig, ax = plt.subplots(figsize=_figsize(6.5, 5))
     ax.plot(xy[:, 0], xy[:, 1], color="0.75", linewidth=_thick(0.8), zorder=1)
-    size = _thick(3.5) ** 2  # a marker's area
+    size = 12 * _thick(1.0) ** 2  # a marker's area, in points squared
     points = ax.scatter(xy[:, 0], xy[:, 1], c=result.positions, cmap="viridis", s=size, zorder=2)
     fig.colorbar(points, ax=ax, label="position")
     if title is None:
