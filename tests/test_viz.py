@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gpt2lab.errors import UsageError
+from gpt2lab.errors import OutputError, UsageError
 from gpt2lab.inspect_view import inspect_prompt
 from gpt2lab.lens import direct_logit_attribution, lens_points, logit_lens
 from gpt2lab.viz import PLOT_STYLES, plots
@@ -256,5 +256,9 @@ def test_save_inspection_writes_every_figure(tiny, tmp_path):
     names = ["next_tokens", "logit_lens", "rank_lines", "attention", "attention_overview"]
     assert paths == [tmp_path / "pictures" / f"{name}.svg" for name in names]
     assert all(path.read_text().lstrip().startswith("<?xml") for path in paths)
-    bare = plots.inspection_figures(inspect_prompt(tiny, PROMPT))  # no target, no patterns
-    assert list(bare) == ["next_tokens", "logit_lens"]
+    plain = inspect_prompt(tiny, PROMPT)
+    assert list(plots.inspection_figures(plain)) == ["next_tokens", "logit_lens"]  # no target...
+
+    with pytest.raises(OutputError, match=r"no such folder .*missing"):
+        plots.save_inspection(plain, tmp_path / "missing" / "pictures")
+    assert not (tmp_path / "missing").exists()

@@ -26,7 +26,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from ..errors import UsageError, check_index
+from ..errors import OutputError, UsageError, check_index
 from ..hooks import short_name
 from . import PROBABILITY_COLOURS, ink
 
@@ -442,6 +442,17 @@ def inspection_figures(ins: Inspection) -> dict[str, Figure]:
 
 def save_inspection(ins: Inspection, folder: str | Path, *, suffix: str = ".png") -> list[Path]:
     """Write ``inspection_figures(ins)`` into ``folder`` as ``next_tokens.png`` and so on (or
-    ``.svg``); return the paths. Draw them inside ``style("slides")`` for slides."""
+    ``.svg``); return the paths. Draw them inside ``style("slides")`` for slides.
+
+    The folder is made if need be, but not its parents: a mistyped path should fail, not leave
+    a trail of new folders.
+    """
     folder = Path(folder)
+    try:
+        folder.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        missing = f"no such folder {folder.parent}"
+        raise OutputError(f"cannot write pictures in {folder}: {missing}") from None
+    except OSError as e:
+        raise OutputError(f"cannot write pictures in {folder}: {e.strerror or e}") from None
     return [save(fig, folder / f"{name}{suffix}") for name, fig in inspection_figures(ins).items()]
