@@ -166,3 +166,30 @@ def test_json_is_strict_for_masked_scores(capsys):
     out = json.loads(out, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))
     scores = out["step"]["values"][0][0]  # batch 0, head 0: [T, T]
     assert scores[0][1] is None and isinstance(scores[1][0], float)
+
+
+# --- pictures ---------------------------------------------------------------------------------
+def test_inspect_saves_the_pictures_in_the_chosen_style(capsys, tmp_path, tiny):
+    from PIL import Image
+
+    from gpt2lab.inspect_view import inspect_prompt
+    from gpt2lab.viz import plots
+
+    folder = tmp_path / "slides"
+    argv = ["inspect", PROMPT, "--model", "tiny", "--layer", "2", "--head", "1", "--json"]
+    code, out, err = run(
+        capsys, *argv, "--target", "next", "--plots", str(folder), "--style", "slides"
+    )
+    assert code == 0 and json.loads(out)["tokens"][0] == "Mike"  # stdout is still the JSON alone
+    names = ["next_tokens", "logit_lens", "rank_lines", "attention", "attention_overview"]
+    assert err == f"wrote {', '.join(f'{name}.png' for name in names)} in {folder}\n"
+
+    for name in names:
+        with Image.open(folder / f"{name}.png") as image:
+            assert image.info["dpi"] == pytest.approx((200, 200), abs=0.01)
+    ins = inspect_prompt(tiny, PROMPT, target="next")
+    with plots.style("slides"):  # two of them drawn here: the same bytes, so slides it was
+        bars = plots.save(plots.next_token_bars(ins), tmp_path / "bars.png")
+        ranks = plots.save(plots.rank_lines(ins.lens), tmp_path / "ranks.png")
+    assert (folder / "next_tokens.png").read_bytes() == bars.read_bytes()
+    assert (folder / "rank_lines.png").read_bytes() == ranks.read_bytes()

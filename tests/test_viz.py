@@ -4,14 +4,18 @@ result the test computes itself."""
 
 from __future__ import annotations
 
+from xml.etree import ElementTree
+
+import matplotlib
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
-from gpt2lab.errors import UsageError
+from gpt2lab.errors import OutputError, UsageError
 from gpt2lab.inspect_view import inspect_prompt
 from gpt2lab.lens import direct_logit_attribution, lens_points, logit_lens
-from gpt2lab.viz import plots
+from gpt2lab.viz import PLOT_STYLES, plots
 
 PROMPT = "Mike is quick. He moves"
 
@@ -155,3 +159,106 @@ def test_save_writes_png_or_svg_and_the_same_bytes_twice(tmp_path, lens):
     assert plots.save(fig, svg).read_text() == text
     with pytest.raises(UsageError, match=r"\.png or \.svg"):
         plots.save(fig, tmp_path / "lens.jpg")
+
+
+def saved_pixels(fig, dpi: int) -> tuple[int, int]:
+    """The size of ``fig`` saved with bbox_inches="tight": its tight box plus the padding."""
+    box = fig.get_tightbbox()
+    pad = 2 * matplotlib.rcParams["savefig.pad_inches"]
+    return round((box.width + pad) * dpi), round((box.height + pad) * dpi)
+
+
+def test_save_writes_200_dpi_png_by_default(tmp_path, lens):
+    fig = plots.logit_lens_grid(lens)
+    with Image.open(plots.save(fig, tmp_path / "lens.png")) as image:
+        assert image.info["dpi"] == pytest.approx((200, 200), abs=0.01)
+        size = image.size
+    # its pixels are its size in inches (text measures a little differently at each dpi) x 200
+    assert size == pytest.approx(saved_pixels(fig, 200), rel=0.01)
+    assert size[0] >= 1500  # at 100 dpi it was 839 px wide
+    with Image.open(plots.save(fig, tmp_path / "sharper.png", dpi=300)) as image:
+        assert image.info["dpi"] == pytest.approx((300, 300), abs=0.01)
+        assert image.size[0] == pytest.approx(1.5 * size[0], rel=0.01)
+
+
+def test_save_writes_valid_svg(tmp_path, lens):
+    fig = plots.logit_lens_grid(lens)
+    root = ElementTree.parse(plots.save(fig, tmp_path / "lens.svg")).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    width, height = (float(root.get(key).removesuffix("pt")) for key in ("width", "height"))
+    assert (width, height) == pytest.approx(saved_pixels(fig, 72), rel=0.01)  # 72 pt an inch
+    assert len(list(root.iter("{http://www.w3.org/2000/svg}path"))) > 10  # drawn, not empty
+
+
+def draw_all(trace, lens, ins, parts) -> dict:
+    """One of each figure, in the current style."""
+    return {
+        "next": plots.next_token_bars(ins),
+        "lens": plots.logit_lens_grid(lens),
+        "rank": plots.rank_lines(lens),
+        "attention": plots.attention_heatmap(trace, 1, 0),
+        "overview": plots.attention_overview(trace),
+        "attribution": plots.attribution_bars(parts, top=5),
+    }
+
+
+def font_sizes(fig) -> dict[str, float]:
+    """The sizes of a figure's first axes' title, tick labels, cell texts and legend texts."""
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    sizes = {
+        "title": ax.title.get_fontsize(),
+        "x ticks": ax.get_xticklabels()[0].get_fontsize() if ax.get_xticklabels() else 0.0,
+        "y ticks": ax.get_yticklabels()[0].get_fontsize() if ax.get_yticklabels() else 0.0,
+        "texts": max((text.get_fontsize() for text in ax.texts), default=0.0),
+        "legend": legend.get_texts()[0].get_fontsize() if legend else 0.0,
+        "y label": ax.yaxis.label.get_fontsize(),
+    }
+    return sizes
+
+
+def test_slides_style_is_wider_with_bigger_fonts_and_thicker_lines(tiny, trace, lens):
+    ins = inspect_prompt(tiny, PROMPT)
+    parts = direct_logit_attribution(tiny, PROMPT, " and")
+    default = draw_all(trace, lens, ins, parts)
+    with plots.style("slides"):
+        slides = draw_all(trace, lens, ins, parts)
+    assert matplotlib.rcParams["font.size"] == 10  # the style ends with its block
+
+    # the default look is matplotlib's, with the sizes chosen for each figure
+    assert font_sizes(default["lens"])["texts"] == 8 and font_sizes(default["next"])["title"] == 12
+    assert tuple(default["rank"].get_size_inches()) == (7, 4.5)
+    for name in default:
+        small, big = font_sizes(default[name]), font_sizes(slides[name])
+        for part, size in small.items():
+            if size:
+                assert big[part] == pytest.approx(1.6 * size), (name, part)
+        width, height = default[name].get_size_inches()
+        slide_width, slide_height = slides[name].get_size_inches()
+        assert slide_height == pytest.approx(1.3 * height)
+        assert slide_width >= 1.3 * width - 1e-9
+    for name in ("next", "rank", "attribution"):  # charts are at least as wide as a 16:9 slide
+        width, height = slides[name].get_size_inches()
+        assert width / height >= 16 / 9 - 1e-9
+    line, slide_line = default["rank"].axes[0].lines[0], slides["rank"].axes[0].lines[0]
+    assert slide_line.get_linewidth() == 2 * line.get_linewidth() == 3
+
+
+def test_style_names_and_errors():
+    assert tuple(plots.STYLES) == PLOT_STYLES  # what the CLI offers
+    with pytest.raises(UsageError, match="must be one of default, slides"), plots.style("poster"):
+        pass
+
+
+def test_save_inspection_writes_every_figure(tiny, tmp_path):
+    ins = inspect_prompt(tiny, PROMPT, target="next", all_heads=True)
+    paths = plots.save_inspection(ins, tmp_path / "pictures", suffix=".svg")
+    names = ["next_tokens", "logit_lens", "rank_lines", "attention", "attention_overview"]
+    assert paths == [tmp_path / "pictures" / f"{name}.svg" for name in names]
+    assert all(path.read_text().lstrip().startswith("<?xml") for path in paths)
+    plain = inspect_prompt(tiny, PROMPT)
+    assert list(plots.inspection_figures(plain)) == ["next_tokens", "logit_lens"]  # no target...
+
+    with pytest.raises(OutputError, match=r"no such folder .*missing"):
+        plots.save_inspection(plain, tmp_path / "missing" / "pictures")
+    assert not (tmp_path / "missing").exists()

@@ -93,7 +93,9 @@ def settings():
 
 @pytest.fixture(scope="module")
 def report(tiny, trace, settings):
-    ins = inspect_prompt(tiny, PROMPT, layer=1, head=2, target="next", sampling=settings)
+    ins = inspect_prompt(
+        tiny, PROMPT, layer=1, head=2, target="next", sampling=settings, model_name="tiny"
+    )
     text = inspection_html(ins, overview=trace)
     return text, parse(text)
 
@@ -104,6 +106,43 @@ def test_report_is_one_document_that_refers_to_nothing_outside(report):
     assert [tag for tag, _ in page.tags].count("html") == 1
     assert ("meta", {"charset": "utf-8"}) in page.tags
     assert_self_contained(text, page)
+
+
+def about(page: Page, table: str) -> dict[str, str]:
+    """A one-row table of the report ("model", "settings") as {header: value}."""
+    header, values = page.tables[table]
+    return dict(zip(header, values, strict=True))
+
+
+def test_report_names_the_model_its_size_and_every_setting(tiny, report):
+    text, page = report
+    c = tiny.config
+    assert about(page, "model") == {
+        "model": "tiny",
+        "layers": str(c.n_layer),
+        "heads": str(c.n_head),
+        "width": str(c.n_embd),
+        "parameters": f"{sum(p.numel() for p in tiny.parameters()):,}",
+        "positions": f"{c.n_positions:,}",
+        "vocabulary": f"{c.vocab_size:,}",
+        "weights": "float32",
+        "device": "cpu",
+    }
+    assert about(page, "settings") == {
+        "prompt": repr(PROMPT),
+        "layer": "1",
+        "head": "2",
+        "step": "none",
+        "top": "5",
+        "target": "'next'",
+        "sampling": "yes",
+        "greedy": "no",
+        "temperature": "0.8",
+        "top_k": "20",
+        "top_p": "none",
+        "seed": "3",
+    }
+    assert f"<title>gpt2lab inspect: tiny: {PROMPT}</title>" in text
 
 
 def test_report_shows_the_tokens_and_the_next_tokens(tiny, report):
@@ -226,3 +265,28 @@ def test_cli_writes_the_report_and_still_prints(capsys, tmp_path, tiny):
     assert code == 0
     assert json.loads(out)["tokens"][0] == "Mike"  # stdout is the JSON alone
     assert f"wrote {path}" in err
+
+
+def test_cli_report_names_the_model_dtype_quantization_and_settings(capsys, tmp_path, tiny):
+    path = tmp_path / "report.html"
+    argv = ["inspect", PROMPT, "--model", "tiny", "--dtype", "bfloat16", "--quantize", "int8"]
+    argv += ["--head", "3", "--step", "blocks.0.hook_resid_mid", "--top", "3", "--top-p", "0.9"]
+    assert main([*argv, "--seed", "11", "--html", str(path)]) == 0
+    capsys.readouterr()
+    page = parse(path.read_text(encoding="utf-8"))
+    model, shown = about(page, "model"), about(page, "settings")
+    assert model["model"] == "tiny" and model["layers"] == str(tiny.config.n_layer)
+    assert model["weights"] == "bfloat16, int8 quantized"
+    assert [shown[name] for name in ("layer", "head", "step", "top", "target")] == [
+        "0",
+        "3",
+        "'blocks.0.hook_resid_mid'",
+        "3",
+        "none",
+    ]
+    assert [shown[name] for name in ("temperature", "top_k", "top_p", "seed")] == [
+        "1.0",
+        "none",
+        "0.9",
+        "11",
+    ]

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import GPT2LabError, UsageError
+from .viz import PLOT_STYLES
 
 if TYPE_CHECKING:
     from .model import GPT2
@@ -229,7 +230,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         top=args.top,
         target=args.target,
         sampling=sampling,
-        all_heads=args.html is not None,
+        all_heads=args.html is not None or args.plots is not None,
+        model_name=args.model or DEFAULT_MODEL,
     )
     if args.json:
         print(json.dumps(result.to_dict(), ensure_ascii=False))
@@ -243,6 +245,13 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         path = write_html(result, args.html)
         # with --json, stdout holds the JSON alone
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    if args.plots is not None:
+        from .viz.plots import save_inspection, style
+
+        with style(args.style):
+            paths = save_inspection(result, args.plots)
+        names = ", ".join(path.name for path in paths)
+        print(f"wrote {names} in {args.plots}", file=sys.stderr if args.json else sys.stdout)
 
 
 def cmd_convert(args: argparse.Namespace) -> None:
@@ -408,6 +417,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         type=Path,
         help="also write it all as one self-contained HTML file (no network needed to open it)",
+    )
+    p.add_argument(
+        "--plots",
+        metavar="FOLDER",
+        type=Path,
+        help="also save the pictures (next tokens, logit lens, attention...) there as PNG files",
+    )
+    p.add_argument(
+        "--style",
+        choices=PLOT_STYLES,
+        default="default",
+        help="look of the --plots pictures; slides: wider, bigger fonts, thicker lines",
     )
     p.add_argument(
         "--sampling", action="store_true", help="show how the next token is sampled, stage by stage"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -86,6 +86,39 @@ class StepValues:
 
 
 @dataclass(frozen=True)
+class ModelFacts:
+    """Which model ran and its size, so that a saved report says what it shows."""
+
+    name: str  # as it was asked for: a bundled name, a folder or a Hub id ("" when not given)
+    n_layer: int
+    n_head: int
+    n_embd: int  # the width of the residual stream
+    n_positions: int
+    vocab_size: int
+    parameters: int
+    dtype: str  # of the weights, e.g. "float32"
+    quantized: str | None  # "int8" after quantize("int8")
+    device: str
+
+    @classmethod
+    def of(cls, model: GPT2, name: str | None = None) -> ModelFacts:
+        """The facts of ``model``; ``name``: how it was loaded (the model does not know)."""
+        config = model.config
+        return cls(
+            name=name or "",
+            n_layer=config.n_layer,
+            n_head=config.n_head,
+            n_embd=config.n_embd,
+            n_positions=config.n_positions,
+            vocab_size=config.vocab_size,
+            parameters=model.num_parameters(),
+            dtype=str(model.transformer.wte.weight.dtype).removeprefix("torch."),
+            quantized=model.quantized,
+            device=str(model.device),
+        )
+
+
+@dataclass(frozen=True)
 class Inspection:
     """What ``gpt2lab inspect`` shows for one prompt, from a single traced forward pass."""
 
@@ -101,6 +134,10 @@ class Inspection:
     step: StepValues | None
     sampling: SamplingExplanation | None
     sampled_token: str | None  # the text of ``sampling.chosen``
+    model: ModelFacts
+    prompt: str
+    top: int
+    target: str | None
     patterns: Trace | None = None  # every head's pattern (``all_heads=True``), for an overview
 
     def to_dict(self) -> dict:
@@ -125,6 +162,21 @@ class Inspection:
             "sampling": None
             if self.sampling is None
             else self.sampling.to_dict() | {"chosen_token": self.sampled_token},
+        }
+
+    def settings(self) -> dict[str, object]:
+        """Every setting this inspection was made with, by ``inspect_prompt``'s argument names
+        (the sampling settings' own names when it sampled); None: not used."""
+        sampling = None if self.sampling is None else self.sampling.settings
+        return {
+            "prompt": self.prompt,
+            "layer": self.layer,
+            "head": self.head,
+            "step": None if self.step is None else self.step.name,
+            "top": self.top,
+            "target": self.target,
+            "sampling": sampling is not None,
+            **({} if sampling is None else asdict(sampling)),
         }
 
     def _repr_html_(self) -> str:
@@ -152,10 +204,12 @@ def inspect_prompt(
     target: str | None = None,
     sampling: SamplingSettings | None = None,
     all_heads: bool = False,
+    model_name: str | None = None,
 ) -> Inspection:
     """Run ``model`` once on ``prompt``, keeping only the steps shown: the residual stream for
     the logit lens, the attention pattern of block ``layer`` (of every block with
-    ``all_heads``), and ``step`` if given."""
+    ``all_heads``), and ``step`` if given. ``model_name``: how the model was loaded ("tiny", a
+    folder), for reports to name it."""
     import torch
 
     from .generate import explain_sampling
@@ -193,6 +247,10 @@ def inspect_prompt(
         step=shown,
         sampling=explained,
         sampled_token=None if explained is None else model.tokenizer.decode([explained.chosen]),
+        model=ModelFacts.of(model, model_name),
+        prompt=prompt,
+        top=top,
+        target=target,
         patterns=trace if all_heads else None,
     )
 

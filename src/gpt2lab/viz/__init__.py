@@ -1,6 +1,10 @@
 """Pictures of what the model does: matplotlib figures (``plots``) and self-contained HTML
 (``html``, for ``gpt2lab inspect --html`` and Jupyter)."""
 
+# The looks of the figures (gpt2lab.viz.plots.STYLES), named here so that the CLI can offer them
+# without importing matplotlib.
+PLOT_STYLES = ("default", "slides")
+
 # One colour map for every probability in [0, 1], so a figure and the HTML report read alike.
 PROBABILITY_COLOURS = "Blues"
 

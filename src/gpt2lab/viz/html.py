@@ -196,6 +196,39 @@ def trace_html(trace: Trace, *, top: int = 5) -> str:
 
 
 # --- gpt2lab inspect --------------------------------------------------------------------------
+def _setting(value: object) -> str:
+    """A setting's value as a cell's text: texts as repr()s (so spaces show), None as "none"."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        return _tok(value)
+    return escape(str(value))
+
+
+def _about_section(ins: Inspection) -> str:
+    """The model (its name, size, weights) and every setting, each a table of one row, so that a
+    saved report says what it shows and how to make it again."""
+    m = ins.model
+    model = {
+        "model": f'<span class="tok">{escape(m.name)}</span>' if m.name else "not named",
+        "layers": m.n_layer,
+        "heads": m.n_head,
+        "width": m.n_embd,
+        "parameters": f"{m.parameters:,}",
+        "positions": f"{m.n_positions:,}",
+        "vocabulary": f"{m.vocab_size:,}",
+        "weights": f"{m.dtype}, {m.quantized} quantized" if m.quantized else m.dtype,
+        "device": escape(m.device),
+    }
+    settings = {name: _setting(value) for name, value in ins.settings().items()}
+    return "<h2>Model and settings</h2>\n" + "\n".join(
+        _table(kind, [_header(*cells), _row(*(f"<td>{cell}</td>" for cell in cells.values()))])
+        for kind, cells in (("model", model), ("settings", settings))
+    )
+
+
 def _tokens_section(ins: Inspection) -> str:
     rows = [
         _row("<th>#</th>", *(f'<td class="num">{t}</td>' for t in range(len(ins.ids)))),
@@ -292,6 +325,7 @@ def _inspection_body(ins: Inspection, overview: Trace | None) -> str:
     parts = [
         "<h1>gpt2lab inspect</h1>",
         f'<p class="tok">{escape("".join(ins.tokens))}</p>',
+        _about_section(ins),
         _side(_tokens_section(ins), _next_section(ins)),
         _lens_tables(ins.lens),
         _attention_section(ins, overview),
@@ -317,7 +351,8 @@ def inspection_html(
     body = _inspection_body(ins, ins.patterns if overview is None else overview)
     if not standalone:
         return _fragment(body)
-    return _document(body, f"gpt2lab inspect: {''.join(ins.tokens)}")
+    model = f"{ins.model.name}: " if ins.model.name else ""
+    return _document(body, f"gpt2lab inspect: {model}{''.join(ins.tokens)}")
 
 
 def write_html(ins: Inspection, path: str | Path, *, overview: Trace | None = None) -> Path:

@@ -1,5 +1,6 @@
 """Matplotlib figures. Each function takes a library result and returns a Figure; ``save(fig,
-path)`` writes it as PNG or SVG.
+path)`` writes it as PNG (200 dpi) or SVG. Figures drawn inside ``with style("slides"):`` are
+wider, with bigger fonts and thicker lines, for a 16:9 slide.
 
 The figures draw what the library computed (``Inspection``, ``Trace``, ``LogitLens``,
 ``Attribution``, ``WordMap``, ``PositionMap``, a run's loss.csv) and compute nothing new, so a
@@ -9,7 +10,10 @@ test can read the plotted data back and compare it with the library's values.
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,7 +26,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from ..errors import UsageError, check_index
+from ..errors import OutputError, UsageError, check_index
 from ..hooks import short_name
 from . import PROBABILITY_COLOURS, ink
 
@@ -35,6 +39,83 @@ if TYPE_CHECKING:
     from ..inspect_view import Inspection
     from ..lens import Attribution, LogitLens
     from ..trace import Trace
+
+
+# --- styles -----------------------------------------------------------------------------------
+DPI = 200  # of saved PNGs: sharp when shown large, on a slide or a printed page
+
+
+@dataclass(frozen=True)
+class PlotStyle:
+    """How the figures look: matplotlib settings (``rc``: fonts, lines) and how much larger the
+    figures are drawn (``scale``), so that bigger fonts keep the room they need. Line and bar
+    charts are also stretched to at least ``wide`` (width / height); heatmaps keep square cells.
+    """
+
+    rc: dict[str, float] = field(default_factory=dict)
+    scale: float = 1.0
+    wide: float = 0.0
+
+
+# Slides: fonts 1.6x as large but figures only 1.3x, so text is larger against the picture.
+STYLES: dict[str, PlotStyle] = {
+    "default": PlotStyle(),
+    "slides": PlotStyle(
+        rc={
+            "font.size": 16,
+            "lines.linewidth": 3,
+            "lines.markersize": 9,
+            "axes.linewidth": 1.5,
+            "grid.linewidth": 1.2,
+            "patch.linewidth": 1.5,
+            "xtick.major.width": 1.5,
+            "ytick.major.width": 1.5,
+            "xtick.major.size": 6,
+            "ytick.major.size": 6,
+        },
+        scale=1.3,
+        wide=16 / 9,
+    ),
+}
+_CURRENT: ContextVar[PlotStyle] = ContextVar("plot_style", default=STYLES["default"])
+
+
+@contextmanager
+def style(name: str) -> Iterator[PlotStyle]:
+    """Draw the figures made inside the ``with`` block in style ``name`` ("default", "slides").
+
+    Fonts, line widths and sizes are fixed when a figure is drawn, so the style surrounds the
+    drawing, as matplotlib's own ``plt.style.context`` does; ``save`` may come after the block.
+    """
+    if name not in STYLES:
+        raise UsageError(f"plot style must be one of {', '.join(STYLES)}, got {name!r}")
+    chosen = STYLES[name]
+    token = _CURRENT.set(chosen)
+    try:
+        with plt.rc_context(chosen.rc):
+            yield chosen
+    finally:
+        _CURRENT.reset(token)
+
+
+def _figsize(width: float, height: float, *, stretch: bool = False) -> tuple[float, float]:
+    """A figure's size in inches in the current style, given its default ``width`` x ``height``;
+    ``stretch``: a chart that may grow wider (not a heatmap, whose cells stay square)."""
+    current = _CURRENT.get()
+    width, height = width * current.scale, height * current.scale
+    return (max(width, height * current.wide) if stretch else width), height
+
+
+def _font(points: float) -> float:
+    """A font size chosen at matplotlib's default ``font.size``, scaled with the current one."""
+    return points * plt.rcParams["font.size"] / matplotlib.rcParamsDefault["font.size"]
+
+
+def _thick(points: float) -> float:
+    """A line width or marker size chosen at the default ``lines.linewidth``, scaled with the
+    current one."""
+    default = matplotlib.rcParamsDefault["lines.linewidth"]
+    return points * plt.rcParams["lines.linewidth"] / default
 
 
 def read_loss_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
@@ -51,10 +132,10 @@ def read_loss_log(path: str | Path) -> dict[str, list[tuple[int, float]]]:
 def loss_curve(path: str | Path) -> Figure:
     """Training loss per step (faint) with its running mean, and held-out loss at each eval."""
     series = read_loss_log(path)
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig, ax = plt.subplots(figsize=_figsize(7, 4, stretch=True))
     if series["train_loss"]:
         steps, losses = zip(*series["train_loss"])
-        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=0.8)
+        ax.plot(steps, losses, color="tab:blue", alpha=0.25, linewidth=_thick(0.8))
         window = max(1, len(losses) // 50)
         smooth = [
             sum(losses[max(0, i - window + 1) : i + 1])
@@ -118,7 +199,7 @@ def _label_points(ax: Axes, xy: np.ndarray, labels: Sequence[str]) -> None:
 def embedding_map(result: WordMap, title: str = "token embeddings (PCA)") -> Figure:
     """Each word at its 2-D PCA coordinates (``gpt2lab.embeddings.word_map``), labelled."""
     xy = result.coords.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(6, 5))
+    fig, ax = plt.subplots(figsize=_figsize(6, 5))
     ax.scatter(xy[:, 0], xy[:, 1], color="tab:blue")
     _pca_axes(ax, result.explained, title)
     _label_points(ax, xy, result.labels)
@@ -131,9 +212,10 @@ def position_embedding_map(result: PositionMap, title: str | None = None) -> Fig
     """Vectors at successive positions (``position_map``/``wpe_map``) at their PCA coordinates,
     coloured by position and joined in position order; the first and last are labelled."""
     xy = result.coords.cpu().numpy()
-    fig, ax = plt.subplots(figsize=(6.5, 5))
-    ax.plot(xy[:, 0], xy[:, 1], color="0.75", linewidth=0.8, zorder=1)
-    points = ax.scatter(xy[:, 0], xy[:, 1], c=result.positions, cmap="viridis", s=12, zorder=2)
+    fig, ax = plt.subplots(figsize=_figsize(6.5, 5))
+    ax.plot(xy[:, 0], xy[:, 1], color="0.75", linewidth=_thick(0.8), zorder=1)
+    size = 12 * _thick(1.0) ** 2  # a marker's area, in points squared
+    points = ax.scatter(xy[:, 0], xy[:, 1], c=result.positions, cmap="viridis", s=size, zorder=2)
     fig.colorbar(points, ax=ax, label="position")
     if title is None:
         what = "W_P" if result.token is None else f"W_E[{result.label!r}] + W_P"
@@ -147,8 +229,9 @@ def position_embedding_map(result: PositionMap, title: str | None = None) -> Fig
 
 
 # --- saving -----------------------------------------------------------------------------------
-def save(fig: Figure, path: str | Path, *, dpi: int = 100) -> Path:
-    """Write ``fig`` as PNG or SVG, by the file's extension, creating its folder.
+def save(fig: Figure, path: str | Path, *, dpi: int = DPI) -> Path:
+    """Write ``fig`` as PNG (``dpi`` pixels per inch) or SVG, by the file's extension, creating
+    its folder.
 
     The files carry no date, software version or random ids, so redrawing an unchanged figure
     rewrites the same bytes and committed images change only when the picture does.
@@ -178,7 +261,7 @@ def next_token_bars(ins: Inspection) -> Figure:
     """The most likely next tokens after the prompt (``inspect_prompt``) as horizontal bars of
     their probabilities, most likely at the top."""
     labels = _token_labels(ins.next_tokens)
-    fig, ax = plt.subplots(figsize=(6, 0.4 * len(labels) + 1.4))
+    fig, ax = plt.subplots(figsize=_figsize(6, 0.4 * len(labels) + 1.4, stretch=True))
     bars = ax.barh(range(len(labels)), ins.next_probs, color="tab:blue")
     ax.bar_label(bars, fmt="%.3f", padding=3)
     ax.set_yticks(range(len(labels)), labels, parse_math=False)
@@ -197,11 +280,11 @@ def logit_lens_grid(lens: LogitLens, title: str | None = None) -> Figure:
     probability."""
     probs = lens.top_probs[:, :, 0].numpy()
     n_points, n_positions = probs.shape
-    fig, ax = plt.subplots(figsize=(1.0 * n_positions + 2.8, 0.42 * n_points + 1.8))
+    fig, ax = plt.subplots(figsize=_figsize(1.0 * n_positions + 2.8, 0.42 * n_points + 1.8))
     image = ax.imshow(probs, cmap=PROBABILITY_COLOURS, vmin=0, vmax=1, aspect="auto")
     for p, row in enumerate(lens.top_tokens):
         for t, top in enumerate(row):
-            style = {"ha": "center", "va": "center", "fontsize": 8, "parse_math": False}
+            style = {"ha": "center", "va": "center", "fontsize": _font(8), "parse_math": False}
             ax.text(t, p, repr(top[0]), color=ink(probs[p, t]), **style)
     fig.colorbar(image, ax=ax, label="probability of the top token")
     ax.set_xticks(range(n_positions), _token_labels(lens.tokens), **_SLANTED)
@@ -229,11 +312,11 @@ def rank_lines(lens: LogitLens, position: int | None = None, title: str | None =
     shown = [t for t in wanted if lens.target_ids[t] >= 0]
     if not shown:
         raise UsageError(f"no target token at position {position}")
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=_figsize(7, 4.5, stretch=True))
     steps = range(len(lens.points))
     for t in shown:
         label = f"{t} {lens.tokens[t]!r}"
-        ax.plot(steps, lens.target_rank[:, t].numpy() + 1, "o-", label=label, markersize=3)
+        ax.plot(steps, lens.target_rank[:, t].numpy() + 1, "o-", label=label, markersize=_thick(3))
     ax.set_yscale("log")
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _: f"{y:g}"))  # 1000, not 10³
     ax.invert_yaxis()
@@ -241,7 +324,7 @@ def rank_lines(lens: LogitLens, position: int | None = None, title: str | None =
     ax.set_ylabel("rank of the target + 1 (1: the top token)")
     ax.set_title(title or "rank of the target token at each point")
     ax.grid(alpha=0.3)
-    legend = ax.legend(title="position", fontsize=8)
+    legend = ax.legend(title="position", fontsize=_font(8))
     for text in legend.get_texts():
         text.set_parse_math(False)
     fig.tight_layout()
@@ -266,12 +349,14 @@ def attention_heatmap(trace: Trace, layer: int, head: int, *, batch: int = 0) ->
     pattern = _pattern(trace, layer, batch)[head]
     labels = _token_labels(trace.tokens(batch))
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(0.6 * n + 2.6, 0.6 * n + 1.6))
+    fig, ax = plt.subplots(figsize=_figsize(0.6 * n + 2.6, 0.6 * n + 1.6))
     image = ax.imshow(pattern, cmap=PROBABILITY_COLOURS, vmin=0, vmax=1)
     if n <= 16:  # beyond that the numbers no longer fit in their cells
         for q, k in zip(*np.tril_indices(n)):
             value = pattern[q, k]
-            ax.text(k, q, f"{value:.2f}", ha="center", va="center", fontsize=7, color=ink(value))
+            ax.text(
+                k, q, f"{value:.2f}", ha="center", va="center", fontsize=_font(7), color=ink(value)
+            )
     fig.colorbar(image, ax=ax, label="attention weight")
     ax.set_xticks(range(n), labels, **_SLANTED)
     ax.set_yticks(range(n), labels, parse_math=False)
@@ -291,7 +376,7 @@ def attention_overview(trace: Trace, *, batch: int = 0) -> Figure:
     n_layer, n_head = trace.config.n_layer, trace.config.n_head
     patterns = [_pattern(trace, layer, batch) for layer in range(n_layer)]
     fig, axes = plt.subplots(
-        n_layer, n_head, figsize=(1.1 * n_head + 0.6, 1.1 * n_layer + 0.6), squeeze=False
+        n_layer, n_head, figsize=_figsize(1.1 * n_head + 0.6, 1.1 * n_layer + 0.6), squeeze=False
     )
     for layer, row in enumerate(axes):
         for head, ax in enumerate(row):
@@ -299,9 +384,9 @@ def attention_overview(trace: Trace, *, batch: int = 0) -> Figure:
             ax.set_xticks([])
             ax.set_yticks([])
             if layer == 0:
-                ax.set_title(f"head {head}", fontsize=9)
+                ax.set_title(f"head {head}", fontsize=_font(9))
             if head == 0:
-                ax.set_ylabel(f"block {layer}", fontsize=9)
+                ax.set_ylabel(f"block {layer}", fontsize=_font(9))
     fig.suptitle("attention of every head (rows: queries, columns: keys)")
     fig.tight_layout()
     plt.close(fig)
@@ -324,11 +409,11 @@ def attribution_bars(attribution: Attribution, *, top: int | None = 20) -> Figur
         colours = [colours[i] for i in kept] + ["0.6"]
         values = np.append(values[kept], values[rest].sum())
     order = np.argsort(-values, kind="stable")
-    fig, ax = plt.subplots(figsize=(7, 0.28 * len(values) + 1.4))
+    fig, ax = plt.subplots(figsize=_figsize(7, 0.28 * len(values) + 1.4, stretch=True))
     ax.barh(range(len(order)), values[order], color=[colours[i] for i in order])
-    ax.set_yticks(range(len(order)), [labels[i] for i in order], fontsize=8)
+    ax.set_yticks(range(len(order)), [labels[i] for i in order], fontsize=_font(8))
     ax.invert_yaxis()
-    ax.axvline(0, color="0.3", linewidth=0.8)
+    ax.axvline(0, color="0.3", linewidth=_thick(0.8))
     ax.set_xlabel("contribution to the logit")
     ax.set_title(
         f"logit of {attribution.token_text!r} at position {attribution.position} = "
@@ -339,3 +424,35 @@ def attribution_bars(attribution: Attribution, *, top: int | None = 20) -> Figur
     fig.tight_layout()
     plt.close(fig)
     return fig
+
+
+# --- everything gpt2lab inspect shows -----------------------------------------------------------
+def inspection_figures(ins: Inspection) -> dict[str, Figure]:
+    """The figures of one inspection by file name: the next tokens, the logit lens, the target's
+    rank (when the lens has a target) and, when ``ins.patterns`` kept every head
+    (``inspect_prompt(all_heads=True)``), the chosen head's attention and every head."""
+    figures = {"next_tokens": next_token_bars(ins), "logit_lens": logit_lens_grid(ins.lens)}
+    if ins.lens.target_rank is not None:
+        figures["rank_lines"] = rank_lines(ins.lens)
+    if ins.patterns is not None:
+        figures["attention"] = attention_heatmap(ins.patterns, ins.layer, ins.head)
+        figures["attention_overview"] = attention_overview(ins.patterns)
+    return figures
+
+
+def save_inspection(ins: Inspection, folder: str | Path, *, suffix: str = ".png") -> list[Path]:
+    """Write ``inspection_figures(ins)`` into ``folder`` as ``next_tokens.png`` and so on (or
+    ``.svg``); return the paths. Draw them inside ``style("slides")`` for slides.
+
+    The folder is made if need be, but not its parents: a mistyped path should fail, not leave
+    a trail of new folders.
+    """
+    folder = Path(folder)
+    try:
+        folder.mkdir(exist_ok=True)
+    except FileNotFoundError:
+        missing = f"no such folder {folder.parent}"
+        raise OutputError(f"cannot write pictures in {folder}: {missing}") from None
+    except OSError as e:
+        raise OutputError(f"cannot write pictures in {folder}: {e.strerror or e}") from None
+    return [save(fig, folder / f"{name}{suffix}") for name, fig in inspection_figures(ins).items()]
