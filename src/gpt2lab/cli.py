@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,7 +19,7 @@ DEFAULT_MODEL = "gpt2"  # the real 124M model; offline and not cached: the bundl
 FALLBACK_MODEL = "tiny"
 
 
-def at_least(low: int):
+def at_least(low: int) -> Callable[[str], int]:
     """An argparse type: an integer >= ``low``, refused at parse time, before any model loads."""
 
     def parse(text: str) -> int:
@@ -347,7 +347,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     elif args.config:
         values = vars(TrainConfig.from_toml(args.config))
     cfg = TrainConfig.from_dict({**values, **given})
-    prepare_output(cfg.out_dir, "--out-dir", folder=True)
+    if not args.resume:  # (resuming needs the folder as it is; train says if it is missing)
+        prepare_output(cfg.out_dir, "--out-dir", folder=True)
     final = train(cfg, resume=args.resume)
     print(f"checkpoint: {final}  (load it with gpt2lab.load or --model {final})")
 
