@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -95,7 +96,7 @@ def test_convert_writes_a_loadable_copy(capsys, small_hf, tmp_path):
 @pytest.mark.parametrize(
     ("argv", "code", "phrase"),
     [
-        (["generate", PROMPT, "--model", "./no/such/model"], 1, "no model folder"),
+        (["generate", PROMPT, "--model", "./no/such/model"], 1, "no such folder: ./no/such/model"),
         (["generate", PROMPT, "--temperature", "-1"], 2, "temperature"),
         (["generate", PROMPT, "--top-p", "2"], 2, "top_p"),
         (["generate", "", "--greedy"], 2, "empty"),
@@ -140,3 +141,118 @@ def test_hub_id_offline_without_cache_is_a_clear_error(tmp_path):
     assert result.stderr.startswith("gpt2lab: error:")
     assert "not in the Hugging Face cache" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def no_hub(monkeypatch):
+    """Any attempt to reach the Hub (or any network) fails the test."""
+    import gpt2lab.weights
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the Hub was asked")
+
+    monkeypatch.setattr(gpt2lab.weights, "download", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (
+            ["generate", PROMPT, "--model", "tinyy"],
+            "gpt2lab: error: unknown model 'tinyy': not a folder, not a bundled model (tiny) and "
+            "not a Hugging Face Hub id in the cache; did you mean tiny?",
+        ),
+        (
+            ["generate", PROMPT, "--model", "TINY"],
+            "gpt2lab: error: unknown model 'TINY': not a folder, not a bundled model (tiny) and "
+            "not a Hugging Face Hub id in the cache; did you mean tiny?",
+        ),
+        (["convert", "models/124M", "dest"], "gpt2lab: error: no such folder: models/124M"),
+    ],
+)
+def test_mistakes_are_not_blamed_on_the_network(
+    capsys, no_hub, tmp_path, monkeypatch, argv, message
+):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, *argv)
+    assert (code, out, err) == (1, "", message + "\n")
+    assert not (tmp_path / "dest").exists()
+
+
+def test_generate_refuses_a_long_prompt_without_echoing_it(capsys):
+    code, out, err = run(capsys, "generate", "Once" + " the" * 300, "--model", "tiny")
+    assert code == 2 and out == ""
+    assert err.startswith("gpt2lab: error: the prompt has 301 tokens")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--temperature", "-1", "temperature must be >= 0, got -1.0"),
+        ("--top-p", "1.5", "top_p must be in (0, 1], got 1.5"),
+        ("--top-k", "0", "top_k must be an integer >= 1, got 0"),
+        ("--seed", "-9223372036854775809", "seed must be an integer in [-2**63, 2**64)"),
+    ],
+)
+def test_sampling_values_are_checked_before_loading(capsys, monkeypatch, flag, value, message):
+    import gpt2lab.weights
+
+    loaded = []
+    monkeypatch.setattr(gpt2lab.weights, "load", lambda *a, **k: loaded.append(a))
+    code, out, err = run(capsys, "generate", PROMPT, "--model", "tiny", flag, value)
+    assert (code, out, loaded) == (2, "", [])
+    assert err.startswith(f"gpt2lab: error: {message}")
+
+
+def test_serve_on_a_busy_port_is_one_line(capsys, monkeypatch):
+    import uvicorn
+
+    import gpt2lab.weights
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("got past the port check")
+
+    monkeypatch.setattr(gpt2lab.weights, "load", refuse)
+    monkeypatch.setattr(uvicorn, "run", refuse)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run(capsys, "serve", "--model", "tiny", "--port", str(port))
+    assert (code, out) == (1, "")
+    assert err == (
+        f"gpt2lab: error: port {port} on 127.0.0.1 is in use (another server?); "
+        "pick another with --port\n"
+    )
+
+
+def test_output_folders_are_created_only_inside_the_current_folder(capsys, tmp_path, monkeypatch):
+    from gpt2lab.cli import prepare_output
+    from gpt2lab.errors import UsageError
+
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert prepare_output("reports/may/r.html", "--html") == Path("reports/may/r.html")
+    assert (work / "reports" / "may").is_dir()
+    assert capsys.readouterr().err == "gpt2lab: created folder reports/may for --html\n"
+    assert prepare_output("reports/may/again.html", "--html") == Path("reports/may/again.html")
+    assert capsys.readouterr().err == ""  # nothing new to create, nothing said
+    outside = tmp_path / "elsewhere" / "r.html"
+    with pytest.raises(UsageError, match=f"folder {tmp_path / 'elsewhere'} does not exist"):
+        prepare_output(outside, "--html")
+    with pytest.raises(UsageError, match="does not exist"):
+        prepare_output("../up/run", "--out-dir", folder=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"]
+
+
+def test_convert_into_a_new_folder_in_the_current_one_says_so(
+    capsys, small_hf, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "convert", str(small_hf[1]), "models/copy")
+    assert code == 0
+    assert err == "gpt2lab: created folder models for dest\n"
+    assert out.startswith("wrote models/copy")
+    assert (tmp_path / "models" / "copy" / "model.safetensors").is_file()

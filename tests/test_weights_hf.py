@@ -331,9 +331,9 @@ def test_bin_that_is_not_a_state_dict(small_hf, tmp_path):
 # --- 5. clear errors ----------------------------------------------------------------------------
 def test_missing_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(ModelNotFoundError, match="no model folder"):
+    with pytest.raises(ModelNotFoundError, match=r"^no such folder: \./no/such/folder$"):
         gpt2lab.load("./no/such/folder")
-    with pytest.raises(ModelNotFoundError, match="no model folder"):
+    with pytest.raises(ModelNotFoundError, match=f"^no such folder: {tmp_path / 'absent'}$"):
         gpt2lab.load(tmp_path / "absent")
 
 
@@ -537,6 +537,7 @@ def test_hub_id_not_in_cache_offline(offline_hub, repo_id):
     assert repo_id in message
     assert "not in the Hugging Face cache" in message
     assert "offline" in message
+    assert "no such folder" not in message  # a GPT-2 id is only ever a Hub id
     assert "\n" not in message
     assert "Traceback" not in message
     assert excinfo.value.__cause__ is None
@@ -635,3 +636,84 @@ def test_int8_folder_round_trips_to_the_quantized_model(small_hf, tmp_path):
     save_file(stored, tmp_path / "q" / "model.safetensors")
     with pytest.raises(CheckpointError, match="does not scale an int8 matrix"):
         gpt2lab.load(tmp_path / "q")
+
+
+# --- 7. names that are not Hub ids never reach the network -------------------------------------
+@pytest.mark.parametrize(
+    ("text", "hub"),
+    [
+        ("gpt2", True),
+        ("gpt2-xl", True),
+        ("distilgpt2", True),
+        ("openai-community/gpt2-medium", True),
+        ("someone/my-gpt2", True),  # any well-formed owner/name
+        ("tiny", False),
+        ("tinyy", False),  # a new Hub id always has an owner
+        ("GPT2", False),
+        ("models/124M", False),  # huggingface.co/models is a page, not an owner
+        ("runs/a/b", False),
+        ("bad name/x", False),
+        ("a--b/c", False),
+    ],
+)
+def test_is_hub_id(text, hub):
+    from gpt2lab.weights.hf import is_hub_id
+
+    assert is_hub_id(text) is hub
+
+
+@pytest.fixture
+def no_download(offline_hub, monkeypatch):
+    """The offline Hub, and resolve must not even try it."""
+    import gpt2lab.weights
+
+    def refuse(repo_id, *args, **kwargs):
+        raise AssertionError(f"{repo_id!r} was taken for a Hub id")
+
+    monkeypatch.setattr(gpt2lab.weights, "download", refuse)
+
+
+@pytest.mark.parametrize(
+    ("name", "suggestion"),
+    [
+        ("tinyy", "did you mean tiny?"),
+        ("TINY", "did you mean tiny?"),
+        ("Tiny", "did you mean tiny?"),
+        ("gpt-2", "did you mean gpt2?"),
+        ("GPT2-Medium", "did you mean gpt2-medium?"),
+    ],
+)
+def test_unknown_names_suggest_the_nearest_model(no_download, name, suggestion):
+    with pytest.raises(ModelNotFoundError) as excinfo:
+        gpt2lab.load(name)
+    assert str(excinfo.value) == (
+        f"unknown model {name!r}: not a folder, not a bundled model (tiny) and not a Hugging Face "
+        f"Hub id in the cache; {suggestion}"
+    )
+
+
+def test_unknown_name_far_from_any_model_says_what_names_look_like(no_download):
+    with pytest.raises(ModelNotFoundError, match=r"a Hub id such as gpt2 or owner/name$"):
+        gpt2lab.load("xylophone")
+
+
+@pytest.mark.parametrize("name", ["models/124M", "runs/latest-run", "out/a/b"])
+def test_missing_folders_are_no_hub_ids(no_download, tmp_path, name):
+    (tmp_path / "runs").mkdir()  # an existing first folder makes runs/x a path
+    with pytest.raises(ModelNotFoundError, match=f"^no such folder: {name}$"):
+        gpt2lab.load(name)
+
+
+def test_owner_name_missing_offline_says_both(offline_hub):
+    """owner/name could be a folder or a Hub id; offline nothing tells them apart."""
+    with pytest.raises(ModelNotFoundError) as excinfo:
+        gpt2lab.load("someone/my-gpt2")
+    message = str(excinfo.value)
+    assert message.startswith("no such folder: someone/my-gpt2; as a Hub id: 'someone/my-gpt2' ")
+    assert "not in the Hugging Face cache and the Hub cannot be reached" in message
+
+
+def test_a_cached_id_without_owner_loads_offline(offline_hub, small_hf):
+    hf, folder = small_hf
+    populate_hub_cache(offline_hub, "my-gpt", folder)
+    assert_same_logits(gpt2lab.load("my-gpt"), hf)

@@ -5,25 +5,76 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import GPT2LabError, UsageError
+from .errors import GPT2LabError, OutputError, UsageError
 from .viz import PLOT_STYLES
 
 if TYPE_CHECKING:
+    from .generate import SamplingSettings
     from .model import GPT2
 
 DEFAULT_MODEL = "gpt2"  # the real 124M model; offline and not cached: the bundled "tiny"
 FALLBACK_MODEL = "tiny"
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+def at_least(low: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``low``, refused at parse time, before any model loads."""
+
+    def parse(text: str) -> int:
+        value = int(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = "int"  # argparse names the type in "invalid int value: 'x'"
+    return parse
+
+
+def prepare_output(path: str | Path, flag: str, *, folder: bool = False) -> Path:
+    """Check an output path before any work: the one rule every command follows.
+
+    ``folder``: the command writes a folder there (and creates it), else a file. The folder
+    that holds it must exist. Missing folders above it are created only inside the current
+    folder, saying so on stderr; anywhere else they are refused, so a typo in an absolute path
+    does not scatter new folders across the disk.
+    """
+    path = Path(path).expanduser()
+    if folder and path.is_file():
+        raise UsageError(f"{flag} {path} is a file; give a folder")
+    if not folder and path.is_dir():
+        raise UsageError(f"{flag} {path} is a folder; give a file name")
+    parent = path.parent
+    existing = next(p for p in (parent, *parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is a file, not a folder")
+    if existing == parent:
+        return path
+    if not parent.resolve().is_relative_to(Path.cwd().resolve()):
+        raise UsageError(
+            f"{flag} {path}: folder {parent} does not exist; create it first (gpt2lab creates "
+            "missing folders only inside the current one)"
+        )
+    try:
+        parent.mkdir(parents=True)
+    except OSError as e:
+        raise OutputError(f"cannot create folder {parent}: {e.strerror or e}") from None
+    print(f"gpt2lab: created folder {parent} for {flag}", file=sys.stderr)
+    return path
+
+
+def check_prompt(prompt: str, sampling: SamplingSettings | None) -> None:
+    """A prompt and sampling settings, checked before loading a model. What needs the model
+    (top-k above its vocabulary, a prompt longer than its context) is checked once it is
+    loaded, still before anything is printed."""
+    from .generate import EMPTY_PROMPT
+
+    if prompt == "":
+        raise UsageError(EMPTY_PROMPT)
+    if sampling is not None:
+        sampling.validate()
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -105,8 +156,13 @@ def load_model_arg(args: argparse.Namespace) -> GPT2:
 
 # --- commands ---------------------------------------------------------------------------------
 def cmd_generate(args: argparse.Namespace) -> None:
+    from .generate import SamplingSettings
+
+    settings = SamplingSettings(args.greedy, args.temperature, args.top_k, args.top_p, args.seed)
+    check_prompt(args.prompt, settings)
     model = load_model_arg(args)
-    print(args.prompt, end="", flush=True)
+    # generate_text checks the prompt against the model when called, so a refused prompt
+    # is never echoed first
     pieces = model.generate_text(
         args.prompt,
         args.max_new_tokens,
@@ -118,6 +174,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         truncate=args.truncate,
         stream=True,
     )
+    print(args.prompt, end="", flush=True)
     for piece in pieces:
         print(piece, end="", flush=True)
     print()
@@ -220,6 +277,13 @@ def cmd_inspect(args: argparse.Namespace) -> None:
         if getattr(args, flag) is not None
     }
     sampling = SamplingSettings(**given) if args.sampling or given else None
+    check_prompt(args.prompt, sampling)
+    if args.html is not None:
+        prepare_output(args.html, "--html")
+    if args.plots is not None:
+        prepare_output(args.plots, "--plots", folder=True)
+    elif args.style is not None:
+        raise UsageError("--style sets the look of the --plots pictures; add --plots FOLDER")
     model = load_model_arg(args)
     result = inspect_prompt(
         model,
@@ -248,7 +312,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     if args.plots is not None:
         from .viz.plots import save_inspection, style
 
-        with style(args.style):
+        with style(args.style or "default"):
             paths = save_inspection(result, args.plots)
         names = ", ".join(path.name for path in paths)
         print(f"wrote {names} in {args.plots}", file=sys.stderr if args.json else sys.stdout)
@@ -257,6 +321,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
 def cmd_convert(args: argparse.Namespace) -> None:
     from .weights import load
 
+    prepare_output(args.dest, "dest", folder=True)
     model = load(args.source)
     folder = model.save(args.dest)
     print(f"wrote {folder} (config.json, model.safetensors, vocab.json, merges.txt)")
@@ -266,6 +331,7 @@ def cmd_prepare(args: argparse.Namespace) -> None:
     from .tokenizer import Tokenizer
     from .train.data import prepare
 
+    prepare_output(args.out, "--out", folder=True)
     tokenizer = Tokenizer.from_folder(args.tokenizer) if args.tokenizer != "gpt2" else None
     meta = prepare(
         args.files,
@@ -294,6 +360,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     elif args.config:
         values = vars(TrainConfig.from_toml(args.config))
     cfg = TrainConfig.from_dict({**values, **given})
+    if not args.resume:  # (resuming needs the folder as it is; train says if it is missing)
+        prepare_output(cfg.out_dir, "--out-dir", folder=True)
     final = train(cfg, resume=args.resume)
     print(f"checkpoint: {final}  (load it with gpt2lab.load or --model {final})")
 
@@ -310,8 +378,7 @@ def cmd_train_tokenizer(args: argparse.Namespace) -> None:
     from .tokenizer import FILE_PAIRS
     from .train.bpe_train import train_tokenizer
 
-    if Path(args.out).is_file():  # before the training, not after
-        raise UsageError(f"--out {args.out} is a file; give a folder for the tokenizer")
+    prepare_output(args.out, "--out", folder=True)  # before the training, not after
     texts = []
     for path in args.files:
         try:
@@ -352,7 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("generate", help="continue a prompt, streaming the new text")
     p.add_argument("prompt")
     add_model_args(p)
-    p.add_argument("--max-new-tokens", type=_positive_int, default=50)
+    p.add_argument("--max-new-tokens", type=at_least(0), default=50)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=None)
     p.add_argument("--top-p", type=float, default=None)
@@ -389,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--model", default=None, help="fill in this model's sizes (default: symbols, no model)"
     )
-    p.add_argument("--layer", type=int, default=None, help="full names for this block")
+    p.add_argument("--layer", type=at_least(0), default=None, help="full names for this block")
     p.add_argument("--json", action="store_true", help="print a list of {name, shape, formula}")
     p.set_defaults(func=cmd_steps)
 
@@ -399,13 +466,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("prompt")
     add_model_args(p)
-    p.add_argument("--layer", type=int, default=0, help="block whose attention is shown")
-    p.add_argument("--head", type=int, default=0, help="attention head shown (and of --step)")
+    p.add_argument("--layer", type=at_least(0), default=0, help="block whose attention is shown")
+    p.add_argument(
+        "--head", type=at_least(0), default=0, help="attention head shown (and of --step)"
+    )
     p.add_argument(
         "--step", help="also show this step's values, e.g. blocks.0.hook_resid_mid (see `steps`)"
     )
     p.add_argument(
-        "--top", type=int, default=5, help="tokens per list: next, lens, sampling (default: 5)"
+        "--top",
+        type=at_least(1),
+        default=5,
+        help="tokens per list: next, lens, sampling (default: 5)",
     )
     p.add_argument(
         "--target",
@@ -427,8 +499,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--style",
         choices=PLOT_STYLES,
-        default="default",
-        help="look of the --plots pictures; slides: wider, bigger fonts, thicker lines",
+        help="look of the --plots pictures (default: default); slides: wider, bigger fonts, "
+        "thicker lines",
     )
     p.add_argument(
         "--sampling", action="store_true", help="show how the next token is sampled, stage by stage"

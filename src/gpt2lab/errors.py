@@ -38,6 +38,10 @@ class OutputError(GPT2LabError, OSError):
     """
 
 
+class ServeError(GPT2LabError):
+    """The web app cannot listen where asked: the port is taken, or the address is not here."""
+
+
 def check_index(what: str, value: object, size: float) -> None:
     """Raise UsageError unless ``value`` is an integer in [0, size): a layer, head, neuron..."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < size:

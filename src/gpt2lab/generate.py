@@ -73,15 +73,18 @@ class SamplingSettings:
     top_p: float | None = None
     seed: int | None = None
 
-    def validate(self, vocab_size: int) -> None:
+    def validate(self, vocab_size: int | None = None) -> None:
+        """Raise UsageError for a value no model accepts. ``vocab_size`` None: the model is not
+        known yet (a command checks its arguments before loading), so top_k has no upper bound."""
         if not isinstance(self.temperature, (int, float)) or not self.temperature >= 0:
             raise UsageError(f"temperature must be >= 0, got {self.temperature}")
         if self.top_k is not None and (
             isinstance(self.top_k, bool)
             or not isinstance(self.top_k, int)
-            or not 1 <= self.top_k <= vocab_size
+            or not 1 <= self.top_k <= (vocab_size or self.top_k)
         ):
-            raise UsageError(f"top_k must be an integer in [1, {vocab_size}], got {self.top_k}")
+            allowed = f"in [1, {vocab_size}]" if vocab_size else ">= 1"
+            raise UsageError(f"top_k must be an integer {allowed}, got {self.top_k}")
         if self.top_p is not None and not (
             isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1
         ):
@@ -229,6 +232,12 @@ def _is_single(prompt: object) -> bool:
     return isinstance(prompt, Sequence) and len(prompt) > 0 and isinstance(prompt[0], int)
 
 
+EMPTY_PROMPT = (
+    "the prompt is empty; to sample unconditionally, start from '<|endoftext|>' "
+    "(id 50256), the token GPT-2 saw between documents"
+)
+
+
 def prompt_ids(model: GPT2, prompt: Prompt | Tensor) -> list[int]:
     if isinstance(prompt, str):
         if model.tokenizer is None:
@@ -237,10 +246,7 @@ def prompt_ids(model: GPT2, prompt: Prompt | Tensor) -> list[int]:
     else:
         ids = prompt.tolist() if isinstance(prompt, Tensor) else list(prompt)
     if not ids:
-        raise UsageError(
-            "the prompt is empty; to sample unconditionally, start from '<|endoftext|>' "
-            "(id 50256), the token GPT-2 saw between documents"
-        )
+        raise UsageError(EMPTY_PROMPT)
     bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < model.config.vocab_size]
     if bad:
         raise UsageError(f"token ids must be in [0, {model.config.vocab_size}); got {bad[:5]}")

@@ -121,6 +121,7 @@ def assert_clear_error(capsys, argv: list[str], code: int, phrase: str) -> None:
         assert re.match(rf"gpt2lab( {re.escape(argv[0])})?: error: ", last), err
         assert phrase in last
     else:
+        assert out == "", "a refused command printed on stdout first"
         lines = [line for line in err.strip().splitlines() if not PROGRESS_BAR.search(line)]
         assert len(lines) == 1, err
         assert lines[0].startswith("gpt2lab: error: ")
@@ -135,9 +136,31 @@ TRAIN = [
 # (argv with {placeholders} from ``paths``, exit code, phrase of the one error line)
 CLI_CASES = {
     # generate: model paths
-    "generate-missing-model": (["generate", PROMPT, "--model", "{missing}"], 1, "no model folder"),
+    "generate-missing-model": (
+        ["generate", PROMPT, "--model", "{missing}"],
+        1,
+        "no such folder: {missing}",
+    ),
     "generate-model-is-a-file": (["generate", PROMPT, "--model", "{text}"], 1, "is a file"),
     "generate-not-a-model": (["generate", PROMPT, "--model", "{empty}"], 1, "not a model folder"),
+    # names that are no folder, no bundled model and no Hub id: not blamed on the network
+    "generate-misspelt-model": (
+        ["generate", PROMPT, "--model", "tinyy"],
+        1,
+        "unknown model 'tinyy': not a folder, not a bundled model (tiny) and not a Hugging Face "
+        "Hub id in the cache; did you mean tiny?",
+    ),
+    "generate-model-in-capitals": (
+        ["generate", PROMPT, "--model", "TINY"],
+        1,
+        "unknown model 'TINY'",
+    ),
+    "info-model-near-a-hub-id": (["info", "--model", "gpt-2"], 1, "did you mean gpt2?"),
+    "inspect-relative-missing-folder": (
+        ["inspect", PROMPT, "--model", "./no/such/model"],
+        1,
+        "no such folder: ./no/such/model",
+    ),
     "generate-garbage-weights": (
         ["generate", PROMPT, "--model", "{garbage_model}"],
         1,
@@ -198,7 +221,7 @@ CLI_CASES = {
     "tokenize-no-text": (["tokenize"], 2, "the following arguments are required: text"),
     "tokenize-unknown-flag": (["tokenize", "hi", "--ids"], 2, "unrecognized arguments: --ids"),
     # info
-    "info-missing-model": (["info", "--model", "{missing}"], 1, "no model folder"),
+    "info-missing-model": (["info", "--model", "{missing}"], 1, "no such folder: {missing}"),
     "info-not-a-model": (["info", "--model", "{empty}"], 1, "not a model folder"),
     # steps
     "steps-layer-out-of-range": (
@@ -206,7 +229,7 @@ CLI_CASES = {
         2,
         f"layer must be an integer in [0, {L}), got 99",
     ),
-    "steps-missing-model": (["steps", "--model", "{missing}"], 1, "no model folder"),
+    "steps-missing-model": (["steps", "--model", "{missing}"], 1, "no such folder: {missing}"),
     "steps-layer-not-a-number": (["steps", "--layer", "one"], 2, "invalid int value: 'one'"),
     # inspect
     "inspect-layer-99": (
@@ -225,19 +248,65 @@ CLI_CASES = {
         "top_k",
     ),
     "inspect-top-p-0": (["inspect", PROMPT, "--model", "tiny", "--top-p", "0"], 2, "top_p"),
-    "inspect-missing-model": (["inspect", PROMPT, "--model", "{missing}"], 1, "no model folder"),
-    "inspect-html-into-a-folder": pytest.param(
-        ["inspect", PROMPT, "--model", "tiny", "--html", "{empty}"],
+    "inspect-missing-model": (
+        ["inspect", PROMPT, "--model", "{missing}"],
         1,
-        "cannot write",
+        "no such folder: {missing}",
+    ),
+    "inspect-html-into-a-folder": (
+        ["inspect", PROMPT, "--model", "tiny", "--html", "{empty}"],
+        2,
+        "--html {empty} is a folder; give a file name",
+    ),
+    "inspect-html-in-missing-folder": (
+        ["inspect", PROMPT, "--model", "tiny", "--html", "{root}/no/dir/r.html"],
+        2,
+        "--html {root}/no/dir/r.html: folder {root}/no/dir does not exist; create it first",
+    ),
+    "inspect-plots-in-missing-folder": (
+        ["inspect", PROMPT, "--model", "tiny", "--plots", "{root}/no/dir/pictures"],
+        2,
+        "--plots {root}/no/dir/pictures: folder {root}/no/dir does not exist; create it first",
+    ),
+    "inspect-style-without-plots": (
+        ["inspect", PROMPT, "--model", "tiny", "--style", "slides"],
+        2,
+        "--style sets the look of the --plots pictures; add --plots FOLDER",
+    ),
+    "inspect-empty-prompt": (["inspect", "", "--model", "tiny"], 2, "the prompt is empty"),
+    "inspect-temperature-negative": (
+        ["inspect", PROMPT, "--model", "tiny", "--temperature", "-1"],
+        2,
+        "temperature must be >= 0",
+    ),
+    "inspect-top-k-0": (
+        ["inspect", PROMPT, "--model", "tiny", "--top-k", "0"],
+        2,
+        "top_k must be an integer >= 1, got 0",
+    ),
+    "inspect-top-0": (["inspect", PROMPT, "--top", "0"], 2, "argument --top: must be >= 1"),
+    "inspect-negative-layer": (
+        ["inspect", PROMPT, "--layer", "-1"],
+        2,
+        "argument --layer: must be >= 0, got -1",
     ),
     # convert
-    "convert-missing-source": (["convert", "{missing}", "{root}/out"], 1, "no model folder"),
-    "convert-no-dest": (["convert", "tiny"], 2, "the following arguments are required: dest"),
-    "convert-dest-is-a-file": pytest.param(
-        ["convert", "tiny", "{text}"],
+    "convert-missing-source": (
+        ["convert", "{missing}", "{root}/out"],
         1,
-        "cannot write",
+        "no such folder: {missing}",
+    ),
+    "convert-no-dest": (["convert", "tiny"], 2, "the following arguments are required: dest"),
+    "convert-dest-is-a-file": (["convert", "tiny", "{text}"], 2, "dest {text} is a file"),
+    "convert-dest-in-missing-folder": (
+        ["convert", "tiny", "{root}/no/dir/out"],
+        2,
+        "folder {root}/no/dir does not exist",
+    ),
+    "convert-missing-openai-folder": (
+        ["convert", "models/124M", "{root}/out"],
+        1,
+        "no such folder: models/124M",
     ),
     # prepare
     "prepare-missing-file": (
@@ -252,6 +321,11 @@ CLI_CASES = {
         "has no tokenizer files: expected encoder.json + vocab.bpe",
     ),
     "prepare-out-is-a-file": (["prepare", "{text}", "--out", "{text}"], 2, "is a file"),
+    "prepare-out-in-missing-folder": (
+        ["prepare", "{text}", "--out", "{root}/no/dir/data"],
+        2,
+        "folder {root}/no/dir does not exist",
+    ),
     "prepare-empty-separator": (
         ["prepare", "{text}", "--out", "{root}/p", "--separator", ""],
         2,
@@ -284,6 +358,11 @@ CLI_CASES = {
         2,
         "is a file",
     ),
+    "train-tokenizer-out-in-missing-folder": (
+        ["train-tokenizer", "{text}", "--vocab-size", "260", "--out", "{root}/no/dir/tok"],
+        2,
+        "folder {root}/no/dir does not exist",
+    ),
     # train
     "train-no-data": (["train"], 2, "no training data"),
     "train-data-not-prepared": (["train", "--data", "{empty}"], 2, "gpt2lab prepare"),
@@ -312,13 +391,18 @@ CLI_CASES = {
     ),
     "train-out-dir-inside-a-file": (
         ["train", "--data", "{data}", "--out-dir", "{text}/run", *TRAIN],
-        1,
-        "cannot create the run folder",
+        2,
+        "--out-dir {text}/run: {text} is a file, not a folder",
+    ),
+    "train-out-dir-in-missing-folder": (
+        ["train", "--data", "{data}", "--out-dir", "{root}/no/dir/run", *TRAIN],
+        2,
+        "folder {root}/no/dir does not exist",
     ),
     "train-init-missing-model": (
         ["train", "--data", "{data}", "--out-dir", "{root}/r", *TRAIN, "--init", "{missing}"],
         1,
-        "no model folder",
+        "no such folder: {missing}",
     ),
     "train-tokenizer-folder-lost-files": (
         ["train", "--data", "{data_gone_tokenizer}", "--out-dir", "{root}/r", *TRAIN],
@@ -329,11 +413,16 @@ CLI_CASES = {
     "train-missing-config": (["train", "--config", "{root}/nope.toml"], 2, "cannot read"),
     # eval
     "eval-unknown-task": (["eval", "squad"], 2, "invalid choice: 'squad'"),
-    "eval-missing-model": (["eval", "ptb", "--model", "{missing}"], 1, "no model folder"),
+    "eval-missing-model": (["eval", "ptb", "--model", "{missing}"], 1, "no such folder: {missing}"),
     "eval-missing-data": (
         ["eval", "ptb", "--model", "tiny", "--data", "{root}/nope.txt"],
-        1,
-        "is not a file",
+        2,
+        "--data {root}/nope.txt is not a file",
+    ),
+    "eval-missing-data-dir": (
+        ["eval", "ptb", "--model", "tiny", "--data-dir", "{root}/nope"],
+        2,
+        "--data-dir {root}/nope is not a folder",
     ),
     "eval-data-not-utf8": (
         ["eval", "ptb", "--model", "tiny", "--data", "{latin1}"],
@@ -351,19 +440,29 @@ CLI_CASES = {
         "does not exist",
     ),
     "eval-paper-out-is-a-file": (["eval", "paper", "--out", "{text}"], 2, "is a file"),
+    "eval-paper-out-in-missing-folder": (
+        ["eval", "paper", "--out", "{root}/no/dir/report"],
+        2,
+        "folder {root}/no/dir does not exist",
+    ),
     "eval-limit-0": (["eval", "ptb", "--limit", "0"], 2, "must be >= 1"),
     # serve: argument checks only; the autouse fixture fails the test if a server starts
     "serve-port-0": (["serve", "--port", "0"], 2, "must be in [1, 65535]"),
     "serve-max-new-tokens-0": (["serve", "--max-new-tokens", "0"], 2, "must be >= 1"),
-    "serve-missing-model": (["serve", "--model", "{missing}"], 1, "no model folder"),
+    "serve-missing-model": (["serve", "--model", "{missing}"], 1, "no such folder: {missing}"),
+    "serve-misspelt-model": (["serve", "--model", "tinyy"], 1, "did you mean tiny?"),
 }
 if "verify" in COMMANDS:
     CLI_CASES["verify-missing-path"] = (["verify", "{missing}"], 1, "no model folder")
     CLI_CASES["verify-not-a-model"] = (["verify", "{empty}"], 1, "not a model folder")
 
 
+def _values(case) -> tuple:
+    return case.values if hasattr(case, "values") else case
+
+
 def _argv(case) -> list[str]:
-    return case.values[0] if hasattr(case, "values") else case[0]
+    return _values(case)[0]
 
 
 def test_every_command_has_bad_input_cases():
@@ -374,7 +473,52 @@ def test_every_command_has_bad_input_cases():
 
 @pytest.mark.parametrize(("argv", "code", "phrase"), list(CLI_CASES.values()), ids=list(CLI_CASES))
 def test_cli_bad_input_is_one_clear_line(capsys, cached_tiny, paths, argv, code, phrase):
-    assert_clear_error(capsys, [arg.format(**paths) for arg in argv], code, phrase)
+    assert_clear_error(capsys, [arg.format(**paths) for arg in argv], code, phrase.format(**paths))
+    assert not Path(paths["root"], "no").exists()  # no folder was created on the way
+
+
+# Mistakes a command can see in its arguments alone: refused before a model is loaded (that
+# takes seconds for GPT-2), and so before the prompt is echoed.
+NEED_THE_MODEL = {  # the model itself, or bounds that come from it (checked once it is loaded)
+    "generate-missing-model",
+    "generate-model-is-a-file",
+    "generate-misspelt-model",
+    "generate-model-in-capitals",
+    "inspect-relative-missing-folder",
+    "inspect-missing-model",
+    "generate-not-a-model",
+    "generate-garbage-weights",
+    "generate-prompt-too-long",
+    "generate-more-tokens-than-context",
+    "generate-top-k-above-vocab",
+    "inspect-layer-99",
+    "inspect-unknown-step",
+    "inspect-top-k-above-vocab",
+}
+BEFORE_LOADING = [
+    *(n for n in CLI_CASES if n.startswith(("generate-", "inspect-")) and n not in NEED_THE_MODEL),
+    "convert-dest-is-a-file",
+    "convert-dest-in-missing-folder",
+    "eval-missing-data",
+    "eval-missing-data-dir",
+    "eval-json-in-missing-folder",
+    "eval-paper-out-is-a-file",
+    "eval-paper-out-in-missing-folder",
+    "serve-port-0",
+]
+
+
+@pytest.mark.parametrize("name", BEFORE_LOADING)
+def test_bad_arguments_are_refused_before_loading_a_model(capsys, monkeypatch, paths, name):
+    import gpt2lab.weights
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a model was loaded before the arguments were checked")
+
+    monkeypatch.setattr(gpt2lab.weights, "load", no_loading)
+    monkeypatch.setattr(gpt2lab.weights, "resolve", no_loading)
+    argv, code, phrase = _values(CLI_CASES[name])
+    assert_clear_error(capsys, [arg.format(**paths) for arg in argv], code, phrase.format(**paths))
 
 
 @pytest.mark.parametrize(
@@ -443,7 +587,13 @@ def _cached(model):
 
 
 API_CASES = {
-    "load-missing": (lambda m, p: gpt2lab.load(p["missing"]), ModelNotFoundError, "no model"),
+    "load-missing": (lambda m, p: gpt2lab.load(p["missing"]), ModelNotFoundError, "no such folder"),
+    "load-misspelt": (lambda m, p: gpt2lab.load("Tiny"), ModelNotFoundError, "did you mean tiny?"),
+    "load-openai-layout": (
+        lambda m, p: gpt2lab.load("models/124M"),
+        ModelNotFoundError,
+        "no such folder: models/124M",
+    ),
     "load-not-a-model": (lambda m, p: gpt2lab.load(p["empty"]), ModelNotFoundError, "not a model"),
     "load-garbage-weights": (
         lambda m, p: gpt2lab.load(p["garbage_model"]),

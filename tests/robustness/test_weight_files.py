@@ -396,7 +396,7 @@ def test_not_a_model_and_missing_paths(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ModelNotFoundError, match="not a model folder"):
         gpt2lab.load(tmp_path / "empty")
-    with pytest.raises(ModelNotFoundError, match="no model folder"):
+    with pytest.raises(ModelNotFoundError, match="no such folder"):
         gpt2lab.load(tmp_path / "absent")
 
 

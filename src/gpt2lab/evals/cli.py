@@ -14,16 +14,11 @@ from ..errors import OutputError, UsageError
 from .tasks import TASKS, Result, Settings, run_task
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``eval`` command to ``gpt2lab``'s subparsers; returns its parser."""
-    from ..cli import add_model_args
+    from ..cli import add_model_args, at_least
+
+    count = at_least(1)
 
     p = subparsers.add_parser(
         "eval",
@@ -35,13 +30,13 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("task", choices=[*TASKS, "paper"])
     add_model_args(p)
     p.add_argument(
-        "--limit", type=_count, help="only the first N passages / questions / sliding windows"
+        "--limit", type=count, help="only the first N passages / questions / sliding windows"
     )
     p.add_argument(
-        "--context", type=_count, help="window length in tokens (default: the model's context)"
+        "--context", type=count, help="window length in tokens (default: the model's context)"
     )
-    p.add_argument("--stride", type=_count, help="tokens between windows (default: context / 2)")
-    p.add_argument("--batch-size", type=_count, default=8, help="sequences per forward pass")
+    p.add_argument("--stride", type=count, help="tokens between windows (default: context / 2)")
+    p.add_argument("--batch-size", type=count, default=8, help="sequences per forward pass")
     p.add_argument("--json", metavar="FILE", help="also write the results to FILE as JSON")
     p.add_argument("--data", metavar="FILE", help="the task's data file (default: looked up)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with data files in gpt2lab's layout")
@@ -103,12 +98,17 @@ def _print_table(title: str, results: list[Result]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from ..cli import DEFAULT_MODEL, load_model_arg
+    from ..cli import DEFAULT_MODEL, load_model_arg, prepare_output
 
-    if args.json and not Path(args.json).resolve().parent.is_dir():  # fail now, not after hours
-        raise UsageError(f"--json {args.json}: the folder {Path(args.json).parent} does not exist")
-    if args.task == "paper" and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UsageError(f"--out {args.out} is a file; pass a folder for report.md and report.json")
+    # every argument is checked now, not after loading the model and hours of evaluation
+    if args.json:
+        prepare_output(args.json, "--json")
+    if args.task == "paper":
+        prepare_output(args.out, "--out", folder=True)
+    if args.data and not Path(args.data).is_file():
+        raise UsageError(f"--data {args.data} is not a file")
+    if args.data_dir and not Path(args.data_dir).is_dir():
+        raise UsageError(f"--data-dir {args.data_dir} is not a folder")
     model = load_model_arg(args)
     name = args.model or DEFAULT_MODEL  # load_model_arg names the fallback when it had to use one
     settings = _settings(args)

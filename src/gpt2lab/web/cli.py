@@ -4,8 +4,12 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import ipaddress
+import socket
 import sys
+
+from ..errors import ServeError
 
 
 def _port(text: str) -> int:
@@ -15,11 +19,21 @@ def _port(text: str) -> int:
     return port
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+def check_can_listen(host: str, port: int) -> None:
+    """Raise ServeError unless ``host:port`` can be bound now, as uvicorn binds it (same family,
+    SO_REUSEADDR). Checked before loading models and before saying "serving": a taken port is
+    one line, not a "serving" line followed by uvicorn's error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            raise ServeError(
+                f"port {port} on {host} is in use (another server?); pick another with --port"
+            ) from None
+        raise ServeError(f"cannot listen on {host}:{port}: {e.strerror or e}") from None
 
 
 def is_loopback(host: str) -> bool:
@@ -35,7 +49,7 @@ def is_loopback(host: str) -> bool:
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``serve`` (``--model`` repeatable, ``--device``, ``--dtype``, ``--quantize``,
     ``--host``, ``--port``, limits)."""
-    from ..cli import DEFAULT_MODEL, DTYPES, FALLBACK_MODEL
+    from ..cli import DEFAULT_MODEL, DTYPES, FALLBACK_MODEL, at_least
 
     p = subparsers.add_parser(
         "serve", help="open the model as a notebook in the browser (a local web app)"
@@ -68,13 +82,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         "makes the app reachable from the network, with no login: use it only on purpose",
     )
     p.add_argument("--port", type=_port, default=8000, help="(default: 8000)")
-    p.add_argument("--max-prompt-tokens", type=_positive, default=1024, help="(default: 1024)")
+    p.add_argument("--max-prompt-tokens", type=at_least(1), default=1024, help="(default: 1024)")
     p.add_argument(
-        "--max-new-tokens", type=_positive, default=256, help="per request (default: 256)"
+        "--max-new-tokens", type=at_least(1), default=256, help="per request (default: 256)"
     )
     p.add_argument(
         "--max-concurrent",
-        type=_positive,
+        type=at_least(1),
         default=2,
         help="model computations at once; more requests wait (default: 2)",
     )
@@ -87,6 +101,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from ..cli import DEFAULT_MODEL, load_model_arg
     from .app import create_app
 
+    check_can_listen(args.host, args.port)
     models = {}
     for name in args.model or [None]:
         one = argparse.Namespace(

@@ -6,6 +6,7 @@ format, checks every tensor's name and shape, and builds the model without a ran
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import torch
@@ -14,7 +15,15 @@ from ..config import GPT2Config
 from ..errors import CheckpointError, ModelNotFoundError
 from ..model import GPT2
 from ..tokenizer import Tokenizer, get_tokenizer
-from .hf import download, is_hf_folder, load_hf_folder, save_hf_folder
+from .hf import (
+    GPT2_HUB_IDS,
+    download,
+    in_hub_cache,
+    is_hf_folder,
+    is_hub_id,
+    load_hf_folder,
+    save_hf_folder,
+)
 from .openai_tf import is_tf_checkpoint, load_tf_checkpoint
 
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"  # gpt2lab.load("tiny")
@@ -132,21 +141,71 @@ def run_checkpoint(run_dir: Path) -> Path | None:
     return run_dir / "checkpoints" / name if name else None
 
 
+def bundled_models() -> list[str]:
+    """The names of the models shipped with gpt2lab (``tiny``)."""
+    return sorted(p.parent.name for p in BUNDLED_MODELS.glob("*/config.json"))
+
+
+def _looks_like_path(text: str) -> bool:
+    """Whether a name that is no existing path was meant as one: it starts like a path, has more
+    than one folder level, or has a slash yet cannot be a Hub id (``models/124M``)."""
+    if text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1:
+        return True
+    first, slash, _ = text.partition("/")
+    return bool(slash) and (Path(first).is_dir() or not is_hub_id(text))
+
+
+def _unknown_name(text: str) -> ModelNotFoundError:
+    """The error for a name that is no folder, no bundled model and no Hub id; it suggests the
+    nearest bundled model or GPT-2 Hub id, ignoring case (``TINY``: did you mean tiny?)."""
+    bundled = bundled_models()
+    names = {n.lower(): n for n in [*sorted(n for n in GPT2_HUB_IDS if "/" not in n), *bundled]}
+    match = difflib.get_close_matches(text.lower(), names, n=1)
+    hint = (
+        f"did you mean {names[match[0]]}?"
+        if match
+        else "pass a bundled model, a model folder or a Hub id such as gpt2 or owner/name"
+    )
+    return ModelNotFoundError(
+        f"unknown model {text!r}: not a folder, not a bundled model ({', '.join(bundled)}) and "
+        f"not a Hugging Face Hub id in the cache; {hint}"
+    )
+
+
+def _from_hub(text: str) -> Path:
+    """``download(text)`` for a name that could as well be a missing folder (``runs/x``): its
+    error says both, since offline nothing tells the two apart."""
+    try:
+        return download(text)
+    except ModelNotFoundError as e:
+        raise ModelNotFoundError(f"no such folder: {text}; as a Hub id: {e}") from None
+
+
 def resolve(name_or_path: str | Path) -> Path:
     """The local folder for a model: a bundled model (``tiny``), an existing path (a training
-    run folder stands for its latest checkpoint), or a Hub id fetched into the HF cache."""
-    if (BUNDLED_MODELS / str(name_or_path) / "config.json").is_file():
-        return BUNDLED_MODELS / str(name_or_path)
-    path = Path(name_or_path).expanduser()
-    if path.exists():
+    run folder stands for its latest checkpoint), or a Hub id fetched into the HF cache.
+
+    Each way a name can fail has its own error: a missing path is "no such folder", a name that
+    is nothing known suggests the nearest bundled model, and only a Hub id can fail on the
+    network (``download``).
+    """
+    text = str(name_or_path)
+    if text in bundled_models():
+        return BUNDLED_MODELS / text
+    path = Path(text).expanduser()
+    if text and path.exists():
         if not path.is_dir():
             raise ModelNotFoundError(f"{path} is a file; pass the model's folder")
         return run_checkpoint(path) or path
-    text = str(name_or_path)
-    looks_like_path = text.startswith((".", "/", "~")) or text.count("/") > 1 or "\\" in text
-    if looks_like_path or not text:
-        raise ModelNotFoundError(f"no model folder at {path}")
-    return download(text)
+    if not text.strip():
+        raise ModelNotFoundError("no model named: pass tiny, a model folder or a Hub id")
+    if text in GPT2_HUB_IDS:
+        return download(text)
+    if isinstance(name_or_path, Path) or _looks_like_path(text):
+        raise ModelNotFoundError(f"no such folder: {text}")
+    if is_hub_id(text) or in_hub_cache(text):
+        return _from_hub(text)
+    raise _unknown_name(text)
 
 
 def load(

@@ -28,6 +28,7 @@ WEIGHT_FILES = (
     "pytorch_model.bin.index.json",
 )
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
+_GPT2_SIZES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
 def is_hf_folder(folder: Path) -> bool:
@@ -209,6 +210,50 @@ def save_hf_folder(
         raise OutputError(f"cannot write the model to {folder}: {e}") from None
 
 
+# Hub ids of GPT-2 models. The Hub still serves its oldest models under ids without an owner;
+# any newer id is "owner/name".
+GPT2_HUB_IDS = frozenset(
+    [
+        *(f"{owner}{name}" for owner in ("", "openai-community/") for name in _GPT2_SIZES),
+        "distilgpt2",
+        "distilbert/distilgpt2",
+    ]
+)
+# First path parts that are pages of the Hub's own site, so no owner can have these names:
+# "models/124M" is a folder (OpenAI's download layout), never a Hub id.
+_HUB_ROUTES = frozenset({"models", "datasets", "spaces", "docs", "api", "settings"})
+
+
+def is_hub_id(text: str) -> bool:
+    """Whether ``text`` can name a model on the Hub: a GPT-2 id without an owner (``gpt2``,
+    ``gpt2-medium``) or a well-formed ``owner/name`` whose owner is not one of the Hub's pages.
+    Decided from the text alone, without the network."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    if text in GPT2_HUB_IDS:
+        return True
+    owner, slash, _ = text.partition("/")
+    if not slash or owner in _HUB_ROUTES:
+        return False
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return True
+
+
+def in_hub_cache(repo_id: str) -> bool:
+    """Whether the Hugging Face cache holds a config.json for ``repo_id`` (no network)."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except HFValidationError:
+        return False
+
+
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hub's host answers a TCP connection: seconds, not a long retry loop."""
     from huggingface_hub import constants
@@ -282,9 +327,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
             f"(offline?). Connect once to download it, or pass a local model folder"
         ) from None
     except RepositoryNotFoundError:
-        raise ModelNotFoundError(
-            f"no model {repo_id!r} on the Hugging Face Hub (and no such local folder)"
-        ) from None
+        raise ModelNotFoundError(f"no model {repo_id!r} on the Hugging Face Hub") from None
     except (HfHubHTTPError, OSError, ValueError) as e:
         raise ModelNotFoundError(
             f"cannot download {repo_id!r} from the Hugging Face Hub: {e}"
