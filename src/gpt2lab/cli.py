@@ -95,14 +95,14 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
         "--dtype",
         choices=DTYPES,
         default=None,
-        help="weights and activations (default: float32); on CPUs with AVX-512 BF16 or AMX, "
-        "bfloat16 decodes 1.4x to 1.5x and reads prompts about 3.5x as fast",
+        help="weights and activations (default: float32); bfloat16 is faster on CPUs with "
+        "AVX-512 BF16 or AMX (docs/benchmarks.md measures it)",
     )
     p.add_argument(
         "--quantize",
         choices=["int8"],
         default=None,
-        help="int8 weights, one scale per output channel: 1.8x to 2x as fast decoding on CPU",
+        help="int8 weights, one scale per output channel: faster decoding on a CPU",
     )
 
 

@@ -289,8 +289,8 @@ class StaticDecoder:
     ``max_len`` slots, hiding those not written yet. With nothing changing between steps but
     the contents of a few tensors, a GPU can record the step's kernels once as a CUDA graph and
     replay them with one launch per token: for GPT-2 on a GPU it is launching some 14 kernels
-    per block, not reading the weights, that limits the eager loop (replaying ran 2.6x to 5.9x
-    as fast on an H100). On a CPU the step runs eagerly (tests/test_fast.py holds it equal to
+    per block, not reading the weights, that limits the eager loop (docs/benchmarks.md
+    measures the difference). On a CPU the step runs eagerly (tests/test_fast.py holds it equal to
     the eager loop).
     """
 
