@@ -69,7 +69,7 @@ def check_prompt(prompt: str, sampling: SamplingSettings | None) -> None:
     """A prompt and sampling settings, checked before loading a model. What needs the model
     (top-k above its vocabulary, a prompt longer than its context) is checked once it is
     loaded, still before anything is printed."""
-    from .generate import EMPTY_PROMPT
+    from .prompts import EMPTY_PROMPT
 
     if prompt == "":
         raise UsageError(EMPTY_PROMPT)

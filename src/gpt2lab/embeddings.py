@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import CheckpointError, UsageError
+from .prompts import token_id, tokenizer_of
 
 if TYPE_CHECKING:
     from .model import GPT2
-    from .tokenizer import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -76,39 +76,6 @@ class PositionMap:
     token_cosine: Tensor | None
 
 
-def _tokenizer(model: GPT2) -> Tokenizer:
-    if model.tokenizer is None:
-        raise UsageError("this model has no tokenizer; pass token ids instead of text")
-    return model.tokenizer
-
-
-def token_id(model: GPT2, query: int | str) -> int:
-    """The one token id that ``query`` names: an id, a word, or a vocabulary entry.
-
-    A str is first encoded as text (" happy" -> 3772) and must give exactly one token; a str
-    that does not, but is a vocabulary entry in byte stand-ins ("Ġhappy", as ``Neighbour.token``
-    shows it), names that entry.
-    """
-    vocab_size = model.config.vocab_size
-    if isinstance(query, int):
-        if not 0 <= query < vocab_size:
-            raise UsageError(f"token id {query} is outside the vocabulary [0, {vocab_size})")
-        return query
-    tokenizer = _tokenizer(model)
-    ids = tokenizer.encode(query)
-    if len(ids) == 1:
-        return ids[0]
-    if query in tokenizer.encoder:
-        return tokenizer.encoder[query]
-    pieces = [tokenizer.id_to_token(i) for i in ids]
-    # The usual slip: "happy" (a text's first word) where " happy" (a word in a sentence) was meant.
-    spaced = " " + query
-    hint = f"; did you mean {spaced!r}?" if len(tokenizer.encode(spaced)) == 1 else ""
-    raise UsageError(
-        f"{query!r} is {len(ids)} tokens {pieces}, not one; choose a single-token word{hint}"
-    )
-
-
 @torch.no_grad()
 def nearest_tokens(model: GPT2, query: int | str, k: int = 10) -> list[Neighbour]:
     """The k tokens whose embeddings have the highest cos(W_E[query], W_E[i]), query excluded.
@@ -123,7 +90,7 @@ def nearest_tokens(model: GPT2, query: int | str, k: int = 10) -> list[Neighbour
     cosine = unit @ unit[query_id]  # [V]
     cosine[query_id] = -math.inf
     values, ids = cosine.topk(k)
-    tokenizer = _tokenizer(model)
+    tokenizer = tokenizer_of(model)
     return [
         Neighbour(i, tokenizer.id_to_token(i), c) for i, c in zip(ids.tolist(), values.tolist())
     ]

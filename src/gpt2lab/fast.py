@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .errors import ContextLengthError, UsageError
+from .kv_cache import KVCache, causal_mask
 
 if TYPE_CHECKING:
-    from .model import GPT2, KVCache
+    from .model import GPT2
 
 Kernel = Callable[[Tensor], Tensor]  # [N, in] -> [N, out]
 QUANTIZATIONS = ("int8",)
@@ -237,8 +238,6 @@ def run_blocks(
     the padding (``attention_mask``, [B, max_len], is required then): no shape depends on the
     length.
     """
-    from .model import causal_mask
-
     config = model.config
     B, T, C = x.shape
     H, D, eps = config.n_head, config.head_dim, config.layer_norm_epsilon

@@ -24,14 +24,13 @@ from torch import Tensor
 
 from . import fast
 from .errors import ContextLengthError, UsageError
+from .hooks import Edits, Hooks, as_hooks
+from .model import eval_mode
+from .prompts import Prompt, is_single_prompt, prompt_ids
 
 if TYPE_CHECKING:
-    from .hooks import Hooks
     from .model import GPT2
     from .tokenizer import Tokenizer
-    from .trace import Edits
-
-Prompt = str | Sequence[int]
 
 
 # --- the sampling steps -----------------------------------------------------------------------
@@ -224,35 +223,6 @@ def explain_sampling(
 
 
 # --- prompts ----------------------------------------------------------------------------------
-def _is_single(prompt: object) -> bool:
-    if isinstance(prompt, str):
-        return True
-    if isinstance(prompt, Tensor):
-        return prompt.dim() == 1
-    return isinstance(prompt, Sequence) and len(prompt) > 0 and isinstance(prompt[0], int)
-
-
-EMPTY_PROMPT = (
-    "the prompt is empty; to sample unconditionally, start from '<|endoftext|>' "
-    "(id 50256), the token GPT-2 saw between documents"
-)
-
-
-def prompt_ids(model: GPT2, prompt: Prompt | Tensor) -> list[int]:
-    if isinstance(prompt, str):
-        if model.tokenizer is None:
-            raise UsageError("this model has no tokenizer; pass token ids instead of text")
-        ids = model.tokenizer.encode(prompt, allowed_special="all")
-    else:
-        ids = prompt.tolist() if isinstance(prompt, Tensor) else list(prompt)
-    if not ids:
-        raise UsageError(EMPTY_PROMPT)
-    bad = [i for i in ids if not isinstance(i, int) or not 0 <= i < model.config.vocab_size]
-    if bad:
-        raise UsageError(f"token ids must be in [0, {model.config.vocab_size}); got {bad[:5]}")
-    return ids
-
-
 def _fit_context(
     ids: list[int], max_new_tokens: int, n_ctx: int, truncate: Literal["left"] | None
 ) -> list[int]:
@@ -360,8 +330,6 @@ def generate(
     ``edits`` (see gpt2lab.trace: steering vectors, ablations) apply at every step; with the KV
     cache each step computes only its new position, so an edit sees [B, 1, ...] values then.
     """
-    from .trace import as_hooks
-
     settings = SamplingSettings(greedy, temperature, top_k, top_p, seed)
     settings.validate(model.config.vocab_size)
     hooks = None
@@ -376,7 +344,7 @@ def generate(
         raise UsageError(f"max_new_tokens must be a non-negative integer, got {max_new_tokens}")
     if truncate not in (None, "left"):
         raise UsageError(f"truncate must be None or 'left', got {truncate!r}")
-    single = _is_single(prompt)
+    single = is_single_prompt(prompt)
     if not single and (isinstance(prompt, Tensor) or not prompt):
         raise UsageError("pass a prompt (text or ids) or a non-empty list of prompts")
     batch = [prompt] if single else list(prompt)
@@ -391,12 +359,8 @@ def generate(
     def rows() -> Iterator[Tensor]:
         if max_new_tokens == 0:
             return
-        was_training = model.training
-        model.eval()
-        try:
+        with eval_mode(model):
             yield from _decode_steps(model, prompts, max_new_tokens, settings, stop_id, hooks)
-        finally:
-            model.train(was_training)
 
     if stream:
         return (int(t[0]) for t in rows() if int(t[0]) != stop_id)

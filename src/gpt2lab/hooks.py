@@ -10,14 +10,15 @@ Every intermediate value of GPT-2 has a stable name, the one TransformerLens use
 ``STEPS`` lists them in the order the forward pass computes them, with a shape and a formula;
 ``gpt2lab steps`` prints that table. A ``Hooks`` object maps names to functions; the model calls
 ``hook(hooks, name, value)`` at every step, and a function may return a new value to use instead.
-With no hooks (``hooks=None``, the default) the forward pass does nothing extra.
+With no hooks (``hooks=None``, the default) the forward pass does nothing extra. An *edit* is
+one (name, function) pair; ``as_hooks`` turns edits, in any form the runners take, into Hooks.
 """
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -170,3 +171,22 @@ class Hooks:
 def hook(hooks: Hooks | None, name: str, value: Tensor) -> Tensor:
     """The value at step ``name``, after any hook functions ran on it."""
     return value if hooks is None else hooks(name, value)
+
+
+# --- edits ------------------------------------------------------------------------------------
+Edit = tuple[str, HookFn]
+"""An edit: (step name, function) whose result replaces the value at that step."""
+
+Edits = Mapping[str, HookFn] | Iterable[Edit] | Hooks | None
+"""Edits as the runners take them: a dict name -> fn, (name, fn) pairs, Hooks, or None."""
+
+
+def as_hooks(edits: Edits) -> Hooks:
+    """A fresh ``Hooks`` holding the edits (a dict name -> fn, (name, fn) pairs, or Hooks)."""
+    if isinstance(edits, Hooks):
+        return Hooks({name: list(fns) for name, fns in edits.fns.items()})
+    pairs = edits.items() if isinstance(edits, Mapping) else (edits or [])
+    hooks = Hooks()
+    for name, fn in pairs:
+        hooks.add(name, fn)
+    return hooks

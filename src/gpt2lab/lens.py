@@ -41,10 +41,10 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from .embeddings import token_id
 from .errors import UsageError
 from .model import layer_norm_stats, normalize
-from .trace import PromptLike, Trace, run_with_cache
+from .prompts import PromptLike, token_id
+from .tracing import Trace, run_with_cache
 
 if TYPE_CHECKING:
     import pandas as pd

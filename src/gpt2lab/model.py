@@ -19,6 +19,8 @@ GPT-2 state-dict names, so checkpoints load without renaming or transposing.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,7 @@ from . import fast
 from .config import GPT2Config
 from .errors import ContextLengthError, UsageError
 from .hooks import Hooks, hook
+from .kv_cache import KVCache, causal_mask
 from .loss import next_token_loss
 
 if TYPE_CHECKING:
@@ -101,26 +104,6 @@ def gelu(x: Tensor) -> Tensor:
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x.pow(3))))
 
 
-def causal_mask(
-    n_new: int, n_past: int, key_padding: Tensor | None, device: torch.device
-) -> Tensor | None:
-    """Which keys each query may attend to. -> bool [B or 1, 1, T, S], or None if all may.
-
-    Query t (absolute position n_past + t) sees keys 0..n_past + t. Keys marked False in
-    ``key_padding`` [B, S] are hidden too, except from themselves, so that a padding query never
-    has an all-masked row (softmax of all -inf is NaN); its output is never used.
-    """
-    S = n_past + n_new
-    query_pos = torch.arange(n_past, S, device=device)[:, None]
-    key_pos = torch.arange(S, device=device)[None, :]
-    allowed = key_pos <= query_pos  # [T, S]
-    if key_padding is None:
-        return None if n_new == 1 else allowed[None, None]
-    allowed = allowed & key_padding[:, None, :]  # [B, T, S]
-    allowed = allowed | (key_pos == query_pos)
-    return allowed[:, None]
-
-
 # --- the layers -------------------------------------------------------------------------------
 class LayerNorm(nn.Module):
     """LayerNorm whose steps are named ``{name}.hook_mean``, ``hook_var``, ``hook_normalized``,
@@ -153,42 +136,6 @@ class Linear(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return linear(x, self.weight, self.bias)
-
-
-class KVCache:
-    """Keys and values of the positions seen so far, per layer, preallocated to ``max_len``.
-
-    Generation feeds one new token at a time; without a cache every step would recompute the
-    keys and values of the whole prefix. ``k[layer]`` is [B, H, max_len, D]; ``length`` counts
-    the positions filled.
-    """
-
-    def __init__(
-        self, config: GPT2Config, batch: int, max_len: int, device: torch.device, dtype: torch.dtype
-    ) -> None:
-        shape = (config.n_layer, batch, config.n_head, max_len, config.head_dim)
-        self.k = torch.empty(shape, device=device, dtype=dtype)
-        self.v = torch.empty(shape, device=device, dtype=dtype)
-        self.length = 0
-        self.max_len = max_len
-
-    def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store the new positions' k, v [B, H, T, D]; return all so far [B, H, length + T, D]."""
-        end = self.length + k.size(2)
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
-
-    def write_at(self, layer: int, k: Tensor, v: Tensor, slot: Tensor) -> tuple[Tensor, Tensor]:
-        """Store one new position's k, v [B, H, 1, D] at the index held in ``slot`` (a tensor [1],
-        so that a recorded CUDA graph can replay it at any position); return all ``max_len``
-        slots [B, H, max_len, D], the unwritten ones included (gpt2lab.fast masks them)."""
-        self.k[layer].index_copy_(2, slot, k)
-        self.v[layer].index_copy_(2, slot, v)
-        return self.k[layer], self.v[layer]
-
-    def advance(self, n: int) -> None:
-        self.length += n
 
 
 class Attention(nn.Module):
@@ -478,3 +425,26 @@ class GPT2(nn.Module):
         from .weights import save_pretrained
 
         return save_pretrained(self, path)
+
+
+# --- modes ------------------------------------------------------------------------------------
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) inside the block, then the mode the model had before.
+
+    Looking into or sampling from a model in the middle of training must not leave it in eval
+    mode, nor switch a model the caller put in eval mode back to training.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@contextmanager
+def inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode and no gradients, restoring the model's mode afterwards."""
+    with eval_mode(model), torch.no_grad():
+        yield
