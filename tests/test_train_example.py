@@ -9,7 +9,13 @@ import pytest
 
 from gpt2lab.cli import main
 from gpt2lab.errors import UsageError
-from gpt2lab.train.data import BUNDLED_TEXTS, bundled_text, bundled_texts, open_data
+from gpt2lab.train.data import (
+    BUNDLED_TEXTS,
+    bundled_text,
+    bundled_texts,
+    group_paragraphs,
+    open_data,
+)
 from gpt2lab.train.trainer import TrainConfig, lr_at, warmup_steps
 
 
@@ -49,6 +55,16 @@ def test_shakespeare_ships_with_the_package():
     assert "shakespeare.txt" in (BUNDLED_TEXTS / "README.md").read_text()  # source and licence
 
 
+def test_bundled_documents_are_runs_of_whole_speeches():
+    """Several speakers to a document, so the model learns that one speech follows another."""
+    text = bundled_text("shakespeare").read_text(encoding="utf-8")
+    documents = group_paragraphs(text, 2000)
+    assert "\n\n".join(documents) == text.strip("\n")  # nothing lost, nothing cut
+    assert len(documents) == 89 and all(len(d) >= 2000 for d in documents[:-1])
+    assert documents[0].startswith("First Citizen:\n") and documents[0].count("\n\nAll:\n") == 6
+    assert group_paragraphs("A:\nx\n\nB:\ny\n\n\nC:\nz\n", 5) == ["A:\nx\n\nB:\ny", "C:\nz"]
+
+
 def test_an_unknown_data_name_says_what_exists(tmp_path):
     with pytest.raises(UsageError, match=r"--data shakespear: no such folder .* \(shakespeare\)"):
         open_data("shakespear", tmp_path)
@@ -58,7 +74,7 @@ def test_an_unknown_data_name_says_what_exists(tmp_path):
 
 def test_fine_tuning_tiny_on_shakespeare_lowers_its_held_out_loss(tmp_path, monkeypatch, capsys):
     """A few steps from tiny (children's stories) on Shakespeare; the loss at step 0 is printed,
-    so the change is visible. The default warmup (0 of 12 steps) lets them count."""
+    so the change is visible. The default warmup (1 of 12 steps) lets them count."""
     monkeypatch.chdir(tmp_path)
     argv = ["train", "--init", "tiny", "--data", "shakespeare", "--out-dir", "bard"]
     argv += ["--block-size", "64", "--batch-size", "4", "--max-steps", "12", "--lr", "1e-3"]
@@ -68,5 +84,5 @@ def test_fine_tuning_tiny_on_shakespeare_lowers_its_held_out_loss(tmp_path, monk
     before = float(re.search(r"^step 0: val (\d+\.\d+)$", out, re.M).group(1))
     after = float(re.search(r"^step 12: train \d+\.\d+, val (\d+\.\d+)$", out, re.M).group(1))
     assert before > 6  # tiny has never seen anything like it
-    assert after < before - 1.5, (before, after)
+    assert after < before - 1.0, (before, after)  # 8.42 -> 6.52 when written
     assert (tmp_path / "bard" / "bundled-data" / "shakespeare" / "val.bin").stat().st_size > 5000
