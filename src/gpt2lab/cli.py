@@ -400,12 +400,12 @@ def _add_train_flags(p: argparse.ArgumentParser) -> None:
 
     for field in dataclasses.fields(TrainConfig):
         _TRAIN_FIELDS.add(field.name)
-        kind = type(field.default)
+        kind = field.metadata.get("type", type(field.default))
         p.add_argument(
             f"--{field.name.replace('_', '-')}",
             type=kind,
             default=None,
-            help=f"(default: {field.default!r})",
+            help=field.metadata.get("help", f"(default: {field.default!r})"),
         )
 
 

@@ -24,6 +24,12 @@ from ..tokenizer import ENDOFTEXT, Tokenizer, get_tokenizer
 
 FORMAT = "gpt2lab-tokens-v1"
 SPLITS = ("train", "val")
+# Texts shipped with the package (``--data shakespeare``): blank lines separate their speeches,
+# runs of which make documents of about BUNDLED_DOCUMENT_CHARS (so that the model sees one
+# speaker follow another); a tenth of the documents are held out.
+BUNDLED_TEXTS = Path(__file__).resolve().parents[1] / "data" / "texts"
+BUNDLED_DOCUMENT_CHARS = 2000
+BUNDLED_VAL_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,64 @@ class TokenData:
                 else np.zeros(0, np.uint16)
             )
         return cls(folder, meta, arrays["train"], arrays["val"])
+
+
+def bundled_texts() -> list[str]:
+    """Names of the texts shipped with gpt2lab, e.g. ``shakespeare``."""
+    return sorted(path.stem for path in BUNDLED_TEXTS.glob("*.txt"))
+
+
+def bundled_text(name: str) -> Path:
+    """The file of a bundled text (``bundled_text("shakespeare")``), to read or to ``prepare``."""
+    if name not in bundled_texts():
+        raise UsageError(f"no bundled text {name!r}; there are: {', '.join(bundled_texts())}")
+    return BUNDLED_TEXTS / f"{name}.txt"
+
+
+def group_paragraphs(text: str, size: int) -> list[str]:
+    """Consecutive blank-line separated paragraphs joined into documents of >= ``size`` chars
+    (the last may be shorter): whole speeches, several to a document."""
+    documents: list[str] = []
+    current: list[str] = []
+    for paragraph in split_documents(text, "\n\n"):
+        current.append(paragraph)
+        if sum(map(len, current)) >= size:
+            documents.append("\n\n".join(current))
+            current = []
+    if current:
+        documents.append("\n\n".join(current))
+    return documents
+
+
+def open_data(data: str | Path, run_dir: Path, *, prepare_here: bool = True) -> TokenData:
+    """``--data``: a folder made by ``prepare``, or a bundled text's name.
+
+    A bundled text is cut into documents of whole speeches, written to
+    ``run_dir/bundled-data/NAME.txt`` (``<|endoftext|>`` between documents) and tokenized (GPT-2's
+    tokenizer) into ``run_dir/bundled-data/NAME``, so a run needs no separate ``prepare``.
+    ``prepare_here=False`` only opens it (DDP: one process writes). A folder of that name in the
+    current directory wins over the bundled text.
+    """
+    folder = Path(data)
+    if folder.exists():
+        return TokenData.open(folder)
+    if str(data) not in bundled_texts():
+        raise UsageError(
+            f"--data {data}: no such folder (make one with `gpt2lab prepare`), nor a bundled "
+            f"text ({', '.join(bundled_texts())})"
+        )
+    prepared = run_dir / "bundled-data" / str(data)
+    if prepare_here:
+        text = bundled_text(str(data)).read_text(encoding="utf-8")
+        documents = group_paragraphs(text, BUNDLED_DOCUMENT_CHARS)
+        source = prepared.with_suffix(".txt")
+        try:
+            source.parent.mkdir(parents=True, exist_ok=True)
+            _atomic_write_text(source, ENDOFTEXT.join(documents))
+        except OSError as e:
+            raise OutputError(f"cannot write {source}: {e.strerror or e}") from None
+        prepare([source], prepared, val_fraction=BUNDLED_VAL_FRACTION, progress=False)
+    return TokenData.open(prepared)
 
 
 def split_documents(text: str, separator: str) -> Iterator[str]:

@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,7 @@ from ..errors import CheckpointError, OutputError, UsageError
 from ..model import GPT2
 from ..tokenizer import Tokenizer, get_tokenizer
 from ..weights import RUN_POINTER, build_model, load, run_checkpoint, save_pretrained
-from .data import TokenData
+from .data import TokenData, bundled_texts, open_data
 
 STATE_FILE = "training_state.pt"
 CSV_FIELDS = ("step", "tokens", "lr", "train_loss", "val_loss", "elapsed_s")
@@ -43,11 +43,26 @@ CSV_FIELDS = ("step", "tokens", "lr", "train_loss", "val_loss", "elapsed_s")
 
 @dataclass
 class TrainConfig:
-    """Every setting of a run. CLI flags and TOML keys use these names (``--max-steps``)."""
+    """Every setting of a run. CLI flags and TOML keys use these names (``--max-steps``).
 
-    data: str = ""  # folder written by `gpt2lab prepare`
+    ``data`` is a folder written by ``gpt2lab prepare``, or the name of a text bundled with
+    gpt2lab (``shakespeare``), which the run tokenizes into its own folder. ``warmup_steps``
+    left as None scales with the run: min(100, max_steps // 10), so that a short run reaches its
+    learning rate; a value given is kept as it is.
+    """
+
+    data: str = field(
+        default="",
+        metadata={
+            "help": "folder written by `gpt2lab prepare`, or a text bundled with gpt2lab: "
+            + ", ".join(bundled_texts())
+        },
+    )
     out_dir: str = "out"
-    init: str = "scratch"  # scratch, a Hub id such as gpt2, or a model folder
+    init: str = field(
+        default="scratch",
+        metadata={"help": "scratch (default), tiny, a Hub id such as gpt2, or a model folder"},
+    )
     # model shape (from scratch only)
     n_layer: int = 4
     n_head: int = 4
@@ -60,7 +75,13 @@ class TrainConfig:
     max_steps: int = 1000
     lr: float = 1e-3
     min_lr: float = 1e-4
-    warmup_steps: int = 100
+    warmup_steps: int | None = field(
+        default=None,
+        metadata={
+            "type": int,
+            "help": "steps of linear warmup (default: min(100, max_steps // 10))",
+        },
+    )
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -100,6 +121,8 @@ class TrainConfig:
         at_least_zero = ("warmup_steps", "sample_tokens", "weight_decay", "grad_clip")
         for name in at_least_zero:
             value = getattr(self, name)
+            if value is None:  # (warmup_steps: scales with max_steps)
+                continue
             if not 0 <= value < math.inf:  # (also refuses NaN)
                 raise UsageError(f"{name} must be >= 0, got {value}")
         for name in ("beta1", "beta2"):
@@ -129,11 +152,19 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    """The run's warmup: as given, or min(100, max_steps // 10) so a short run is not all warmup."""
+    if cfg.warmup_steps is not None:
+        return cfg.warmup_steps
+    return min(100, cfg.max_steps // 10)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup to ``lr`` over ``warmup_steps``, then cosine decay to ``min_lr``."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    """Linear warmup to ``lr`` over the warmup steps, then cosine decay to ``min_lr``."""
+    warmup = warmup_steps(cfg)
+    if step < warmup:
+        return cfg.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, cfg.max_steps - warmup)
     return cfg.min_lr + 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) * (cfg.lr - cfg.min_lr)
 
 
@@ -460,7 +491,10 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     if ddp.world > 1 and device.type == "cuda":
         device = torch.device("cuda", ddp.local_rank)
         torch.cuda.set_device(device)
-    data = TokenData.open(cfg.data)
+    data = open_data(cfg.data, run_dir, prepare_here=ddp.is_main)
+    if ddp.world > 1:  # the first process tokenizes a bundled text; the others wait for it
+        dist.barrier()
+        data = open_data(cfg.data, run_dir, prepare_here=False)
     ckpt = latest_checkpoint(run_dir) if resume else None
     if resume and ckpt is None:
         raise UsageError(f"nothing to resume: {run_dir} has no complete checkpoint")
@@ -520,6 +554,17 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             f"{tokens_per_step:,} tokens/step, steps {step}->{cfg.max_steps}"
         )
 
+    def evaluate_and_sample() -> tuple[float, str]:
+        """Held-out loss and a sample from the prompt: the progress the log shows."""
+        val = evaluate(
+            model, data.val, cfg.block_size, cfg.batch_size, cfg.eval_batches, device, autocast()
+        )
+        n_sample = min(cfg.sample_tokens, model.config.n_positions // 2)
+        sample = model.generate_text(
+            cfg.sample_prompt, n_sample, top_k=40, seed=cfg.seed, truncate="left"
+        )
+        return val, f"  {cfg.sample_prompt}{sample}"
+
     def checkpoint() -> Path | None:
         rng = [torch.get_rng_state()]
         if ddp.world > 1:  # a collective: every process takes part, the first one writes
@@ -552,6 +597,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
     )
     last_saved = None
     with _StopRequested() as stop, _closing(bar):
+        if step == 0 and ddp.is_main:  # the starting point, so a fine-tune shows what it changed
+            val, sample = evaluate_and_sample()
+            tqdm.write(f"step 0: val {val:.4f}\n{sample}")
         while step < cfg.max_steps:
             started = time.perf_counter()
             lr = lr_at(step, cfg)
@@ -590,24 +638,9 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
             }
             at_eval = step % cfg.eval_interval == 0 or step == cfg.max_steps
             if at_eval and ddp.is_main:
-                val = evaluate(
-                    model,
-                    data.val,
-                    cfg.block_size,
-                    cfg.batch_size,
-                    cfg.eval_batches,
-                    device,
-                    autocast(),
-                )
+                val, sample = evaluate_and_sample()
                 row["val_loss"] = f"{val:.6f}"
-                n_sample = min(cfg.sample_tokens, model.config.n_positions // 2)
-                sample = model.generate_text(
-                    cfg.sample_prompt, n_sample, top_k=40, seed=cfg.seed, truncate="left"
-                )
-                tqdm.write(
-                    f"step {step}: train {train_loss:.4f}, val {val:.4f}\n"
-                    f"  {cfg.sample_prompt}{sample}"
-                )
+                tqdm.write(f"step {step}: train {train_loss:.4f}, val {val:.4f}\n{sample}")
             if ddp.is_main:
                 rows.append(row)
                 bar.set_postfix(
