@@ -672,6 +672,6 @@ def train(cfg: TrainConfig, *, resume: bool = False, progress: bool = True) -> P
 
 
 def _plot(log_path: Path) -> None:
-    from ..viz.plots import loss_curve
+    from ..viz.plots import loss_curve, save
 
-    loss_curve(log_path).savefig(log_path.with_suffix(".png"), dpi=120)
+    save(loss_curve(log_path), log_path.with_suffix(".png"))
