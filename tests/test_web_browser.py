@@ -36,7 +36,7 @@ CHROMIUM_ARGS = [
 PROMPT = "Mike is quick. He moves"
 
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+    not CHROMIUM.exists(), reason="needs /usr/bin/chromium: apt-get install chromium"
 )
 
 
