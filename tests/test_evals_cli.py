@@ -224,10 +224,8 @@ def test_cli_lambada_switches(small_hf, data_dir, tmp_path):
 
 def test_cli_paper_writes_the_report(small_hf, data_dir, tmp_path, capsys):
     out = tmp_path / "report"
-    model = str(small_hf[1])
-    run_cli(
-        "paper", "--model", model, "--data-dir", str(data_dir), "--limit", "1", "--out", str(out)
-    )
+    args = ["--model", str(small_hf[1]), "--data-dir", str(data_dir), "--no-download"]
+    run_cli("paper", *args, "--limit", "1", "--out", str(out))
     assert "wrote" in capsys.readouterr().out
     assert "Partial run" in (out / "report.md").read_text()
 

@@ -329,7 +329,11 @@ CLI_CASES = {
     "train-missing-config": (["train", "--config", "{root}/nope.toml"], 2, "cannot read"),
     # eval
     "eval-unknown-task": (["eval", "squad"], 2, "invalid choice: 'squad'"),
-    "eval-missing-model": (["eval", "ptb", "--model", "{missing}"], 1, "no model folder"),
+    "eval-missing-model": (
+        ["eval", "lambada", "--no-download", "--model", "{missing}"],
+        1,
+        "no model folder",
+    ),
     "eval-missing-data": (
         ["eval", "ptb", "--model", "tiny", "--data", "{root}/nope.txt"],
         1,
