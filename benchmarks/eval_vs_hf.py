@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+from pathlib import Path
 
 import torch
 from twins import twin_models  # benchmarks/ is on sys.path when a script runs
@@ -28,6 +29,9 @@ from twins import twin_models  # benchmarks/ is on sys.path when a script runs
 import gpt2lab
 from gpt2lab.evals import detokenize, score, sliding_windows
 from gpt2lab.evals.data import find, read_lines
+
+# The full test files beside the repository; elsewhere the cache, a download or the sample.
+SHARED_EVAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "eval"
 
 
 def main() -> None:
@@ -46,7 +50,7 @@ def main() -> None:
     context = args.context or c.n_positions
     stride = args.stride or context // 2
     hf, ours = twin_models(args.preset)
-    lines = read_lines(find("wikitext-2/test"))
+    lines = read_lines(find("wikitext-2/test", data_dir=SHARED_EVAL))
     text = "\n".join(detokenize("wikitext", line) for line in lines) + "\n"
     ids = ours.tokenizer.encode_ordinary(text)
     windows = sliding_windows(ids, context, stride, ours.tokenizer.eot_token)[: args.windows]

@@ -54,8 +54,9 @@ def quality_with_tiny(limit: int | None, lambada_limit: int | None) -> None:
     for mode, options in MODES.items():
         model = gpt2lab.load("tiny", **options)
         held_out = score_text(model, stories, context=256, stride=128)
-        wiki = run_task(model, "wikitext2", Settings(detok="on", limit=limit, stride=128))[0]
-        lambada = run_task(model, "lambada", Settings(limit=lambada_limit))[0]
+        full = Settings(data_dir=str(SHARED / "eval"))  # the full test sets, not the samples
+        wiki = run_task(model, "wikitext2", full.replace(detok="on", limit=limit, stride=128))[0]
+        lambada = run_task(model, "lambada", full.replace(limit=lambada_limit))[0]
         print(
             f"{mode:>28}  {held_out.nll / held_out.tokens:13.4f}  {wiki.ppl:13.2f}  "
             f"{100 * lambada.accuracy:10.2f}%  {lambada.ppl:11.1f}"

@@ -1,25 +1,53 @@
-"""Shared fixtures: the ../shared data folder and small Hugging Face reference models."""
+"""Shared fixtures: the data the tests read and small Hugging Face reference models.
+
+Tests read the excerpts shipped in tests/data (``shipped``). A few need whole files that only a
+``../shared`` folder beside the repository has (``shared_path``); those skip without it.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 import torch
 
+import gpt2lab
 from gpt2lab.config import GPT2Config
 from gpt2lab.weights import BUNDLED_MODELS
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DATA = ROOT / "tests" / "data"
+PACKAGE_DATA = Path(gpt2lab.__file__).parent / "data"
+BUNDLED_TOKENIZER = PACKAGE_DATA / "tokenizer"
+EVAL_SAMPLES = PACKAGE_DATA / "evals"
 TINY_CONFIG = GPT2Config.from_json_file(BUNDLED_MODELS / "tiny" / "config.json")
+# The first 99,928 characters (789 whole stories) of TinyStories' 2 MiB sample.
+STORIES = DATA / "tinystories" / "first_100k.txt"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist, each worker gets its share of the cores (torch and its subprocesses),
+    not all of them: N workers x all cores would make them fight over the CPU."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        torch.set_num_threads(int(threads))
+        os.environ.setdefault("OMP_NUM_THREADS", threads)
 
 
 def shared_path(*parts: str) -> Path:
-    """A file under ../shared/data, or skip the test if this checkout has no shared/ beside it."""
+    """A whole file under ../shared/data, or skip: only a checkout with ../shared has it."""
     path = SHARED.joinpath("data", *parts)
     if not path.exists():
-        pytest.skip(f"shared data not found: {path}")
+        pytest.skip(f"needs the full file ../shared/data/{'/'.join(parts)} (not shipped)")
     return path
+
+
+def stories(chars: int | None = None) -> str:
+    """The start of TinyStories' 2 MiB sample (at most 99,928 characters): ``chars`` of it."""
+    return STORIES.read_text(encoding="utf-8")[:chars]
 
 
 def make_hf_model(folder: Path, seed: int = 0, **config: int):
@@ -35,8 +63,6 @@ def make_hf_model(folder: Path, seed: int = 0, **config: int):
 @pytest.fixture(scope="session")
 def tiny():
     """The bundled trained model (read-only: no test changes its weights)."""
-    import gpt2lab
-
     return gpt2lab.load("tiny")
 
 
@@ -96,19 +122,32 @@ def populate_hub_cache(cache: Path, repo_id: str, source: Path) -> Path:
     (repo / "refs" / "main").write_text(commit)
     for name in ("config.json", "model.safetensors"):
         shutil.copy(source / name, snapshot / name)
-    tokenizer_dir = Path(__file__).resolve().parents[1] / "src" / "gpt2lab" / "data" / "tokenizer"
-    shutil.copy(tokenizer_dir / "encoder.json", snapshot / "vocab.json")
-    shutil.copy(tokenizer_dir / "vocab.bpe", snapshot / "merges.txt")
+    shutil.copy(BUNDLED_TOKENIZER / "encoder.json", snapshot / "vocab.json")
+    shutil.copy(BUNDLED_TOKENIZER / "vocab.bpe", snapshot / "merges.txt")
     return snapshot
+
+
+# A proxy nothing listens on: any HTTP(S) request of a subprocess fails at once, as offline.
+NO_NETWORK = {
+    name: "http://127.0.0.1:9"
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+}
 
 
 def offline_hub_env(cache: Path) -> dict[str, str]:
     """Environment for a subprocess that may only use ``cache`` and never the network."""
-    import os
-
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     return {
-        **os.environ,
+        **env,
+        **NO_NETWORK,
         "HF_HUB_OFFLINE": "1",
         "HF_HUB_CACHE": str(cache),
         "HF_HOME": str(cache.parent / "hf_home"),
     }
+
+
+def fresh_user_env(home: Path, cache: Path) -> dict[str, str]:
+    """``offline_hub_env`` for a new user: an empty ``home`` (so no ~/.cache) beside ``cache``."""
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in offline_hub_env(cache).items() if not k.startswith("XDG_")}
+    return {**env, "HOME": str(home)}

@@ -9,7 +9,7 @@ import re
 
 import pytest
 import torch
-from conftest import shared_path
+from conftest import EVAL_SAMPLES, shared_path
 
 import gpt2lab
 from gpt2lab.errors import UsageError
@@ -25,7 +25,7 @@ from gpt2lab.evals import (
     score_text,
     sliding_windows,
 )
-from gpt2lab.evals.data import CBTQuestion, read_cbt, split_chars
+from gpt2lab.evals.data import CBTQuestion, read_cbt, read_lines, split_chars
 from gpt2lab.evals.lambada import STOP_WORDS, split_last_word
 from gpt2lab.evals.perplexity import original_tokens
 
@@ -267,6 +267,11 @@ def test_limited_perplexity_counts_the_words_it_scored(models):
     assert words - 2 <= part.units <= words + 2  # "it's" in a cut line may count as 1 or 2
 
 
+def test_original_token_counts_of_the_wikitext_sample():
+    lines = read_lines(EVAL_SAMPLES / "wikitext2_test_first3.tokens")
+    assert (len(lines), original_tokens(lines)) == (177, 8_272 + 177)  # wc -lw: lines, words
+
+
 def test_original_token_counts_of_the_shared_files():
     for parts, expected in [
         (("wikitext-2", "wiki.test.tokens"), 245_569),
@@ -383,13 +388,16 @@ def test_cbt_detokenizer_turns_latex_quotes_into_plain_ones():
     assert detokenize("cbt", "`` I do n't know , '' he said .") == '"I don\'t know," he said.'
 
 
-def test_detokenizers_invert_the_shared_files():
-    ptb = shared_path("eval", "ptb", "ptb.test.txt").read_text().removesuffix("\n").split("\n")
-    assert all(retokenize("ptb", detokenize("ptb", line)) == line for line in ptb)
-    wiki = shared_path("eval", "wikitext-2", "wiki.test.tokens").read_text().split("\n")[:100]
+def test_detokenizer_inverts_the_wikitext_sample():
+    wiki = read_lines(EVAL_SAMPLES / "wikitext2_test_first3.tokens")[:100]
     assert all(retokenize("wikitext", detokenize("wikitext", line)) == line for line in wiki)
     # The exceptions are abbreviations the original already wrote attached ("No. 6", "H.").
     assert retokenize("wikitext", detokenize("wikitext", " No. 6 turret ")) != " No. 6 turret "
+
+
+def test_detokenizer_inverts_the_shared_ptb_file():
+    ptb = shared_path("eval", "ptb", "ptb.test.txt").read_text().removesuffix("\n").split("\n")
+    assert all(retokenize("ptb", detokenize("ptb", line)) == line for line in ptb)
 
 
 def test_unknown_or_one_way_detokenizer():

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import zipfile
 
 import pytest
-from conftest import shared_path
+from conftest import EVAL_SAMPLES
 from test_evals import CANDIDATES, WIKI, _cbt_file
 
 import gpt2lab
@@ -86,7 +87,6 @@ def test_download_from_an_archive(model, empty_cache, tmp_path, monkeypatch):
         zf.writestr("data/ptb.test.txt", " the cat sat \n")
     source = eval_data.Source("ptb/ptb.test.txt", archive.as_uri(), "data/ptb.test.txt")
     monkeypatch.setitem(eval_data.SOURCES, "ptb/test", source)
-    monkeypatch.setattr(eval_data, "shared_dir", lambda: tmp_path / "no-shared")
     found = eval_data.find("ptb/test")
     assert found == empty_cache / "ptb" / "ptb.test.txt"
     assert found.read_text() == " the cat sat \n"
@@ -110,9 +110,71 @@ def test_data_lookup_order(tmp_path):
     mine.write_text(" a \n")
     assert eval_data.find("ptb/test", data_dir=tmp_path / "mine") == mine
     assert eval_data.find("ptb/test", mine) == mine
-    assert eval_data.find("ptb/test") == shared_path("eval", "ptb", "ptb.test.txt")
+    cached = eval_data.cache_dir() / "ptb" / "ptb.test.txt"  # the empty_cache fixture's
+    cached.parent.mkdir(parents=True)
+    cached.write_text(" b \n")
+    assert eval_data.find("ptb/test", download=False) == cached
+    assert eval_data.find("ptb/test", data_dir=tmp_path / "mine") == mine  # before the cache
     with pytest.raises(EvalDataError, match="is not a file"):
         eval_data.find("ptb/test", tmp_path / "nope.txt")
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """Every public source unreachable, as on a machine with no network."""
+    for key, source in eval_data.SOURCES.items():
+        dead = eval_data.Source(source.path, "http://127.0.0.1:9/x.zip", source.member)
+        monkeypatch.setitem(eval_data.SOURCES, key, dead)
+
+
+@pytest.mark.parametrize(
+    ("key", "download", "file", "first"),
+    [
+        ("lambada/test", True, "lambada_test_first300.jsonl", '{"text": "In my palm is a clear'),
+        ("wikitext-2/test", False, "wikitext2_test_first3.tokens", " \n = Robert <unk> = \n"),
+    ],
+)
+def test_offline_with_no_file_the_bundled_sample_is_used(offline, key, download, file, first):
+    found = eval_data.find(key, download=download)
+    assert found == EVAL_SAMPLES / file
+    assert found.read_text().startswith(first)  # the published file's first passage / lines
+    note = eval_data.sample_note(found)
+    assert note.startswith("using the bundled sample: the first ") and "--data FILE" in note
+
+
+def test_bundled_samples_hold_what_their_notes_say():
+    passages = eval_data.read_lambada(EVAL_SAMPLES / "lambada_test_first300.jsonl")
+    assert len(passages) == 300 and "300 of 5,153" in eval_data.SAMPLES["lambada/test"].what
+    lines = eval_data.read_lines(EVAL_SAMPLES / "wikitext2_test_first3.tokens")
+    headings = [line for line in lines if re.fullmatch(r" = [^=].* = ", line)]
+    assert len(lines) == 177 and len(headings) == 3
+    assert "3 WikiText-2 test articles (177 of" in eval_data.SAMPLES["wikitext-2/test"].what
+    assert eval_data.sample_note(EVAL_SAMPLES.parent / "gpt2-124M-sha256.tsv") is None
+
+
+def test_offline_without_a_sample_is_still_an_error(offline):
+    with pytest.raises(EvalDataError, match=r"cannot download .*--data"):
+        eval_data.find("ptb/test")
+
+
+def test_cli_says_it_used_the_sample(offline, small_hf, tmp_path, capsys):
+    out = tmp_path / "lambada.json"
+    run_cli("lambada", "--model", str(small_hf[1]), "--limit", "2", "--json", str(out))
+    err = capsys.readouterr().err
+    assert "lambada: using the bundled sample: the first 300 of 5,153 LAMBADA" in err
+    saved = json.loads(out.read_text())
+    assert saved["data"] == str(EVAL_SAMPLES / "lambada_test_first300.jsonl")
+    assert saved["sample"] in err and saved["results"][0]["n"] == 2
+
+
+def test_paper_report_names_the_samples(offline, model, tmp_path):
+    settings = Settings(download=False, limit=1, context=32, stride=16)
+    report = run_paper(model, "small", settings)
+    assert set(report.samples) == {"lambada", "wikitext2"}
+    assert "wikitext103" in report.skipped and "lambada" not in report.skipped
+    md = report.to_markdown()
+    assert "**Sample data** (lambada, wikitext2): not comparable." in md
+    assert "## Run on a bundled sample" in md and "300 of 5,153" in md
 
 
 @pytest.mark.parametrize(
@@ -162,10 +224,8 @@ def test_cli_lambada_switches(small_hf, data_dir, tmp_path):
 
 def test_cli_paper_writes_the_report(small_hf, data_dir, tmp_path, capsys):
     out = tmp_path / "report"
-    model = str(small_hf[1])
-    run_cli(
-        "paper", "--model", model, "--data-dir", str(data_dir), "--limit", "1", "--out", str(out)
-    )
+    args = ["--model", str(small_hf[1]), "--data-dir", str(data_dir), "--no-download"]
+    run_cli("paper", *args, "--limit", "1", "--out", str(out))
     assert "wrote" in capsys.readouterr().out
     assert "Partial run" in (out / "report.md").read_text()
 

@@ -181,6 +181,7 @@ def test_bad_arguments_are_usage_errors(small, tiny):
         logit_lens(small, run_with_cache(tiny, PROMPT))
 
 
+@pytest.mark.slow  # a minute, and up to 4 GB in its own process
 def test_gpt2_small_on_1024_tokens_never_holds_all_the_logits():
     """GPT-2 124M (random weights) on a full context: 25 points x 1024 positions x 50,257
     tokens would be 5 GB of logits; the lens keeps one chunk at a time. Run in a fresh process so

@@ -1,4 +1,5 @@
-"""Every example in the README runs as written.
+"""Every example in the README runs as written, as on a new user's machine: an empty HOME, no
+network, nothing beside the repository (no ../shared), only what the repository ships.
 
 The README loads ``gpt2`` from the Hub; here that id resolves, offline, to a random-weight model of
 GPT-2 124M's exact config in a Hugging Face cache made by the test, just as a user's cached copy
@@ -14,8 +15,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
 import pytest
-from conftest import make_hf_model, offline_hub_env, populate_hub_cache, shared_path
+from conftest import fresh_user_env, make_hf_model, populate_hub_cache, stories
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -24,8 +30,8 @@ GPT2LAB = Path(sys.executable).with_name("gpt2lab")
 
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
-    """A working folder with ``gpt2`` in an offline Hub cache, an OpenAI checkpoint folder and
-    a text file to train on."""
+    """(working folder, environment): ``gpt2`` in an offline Hub cache, an OpenAI checkpoint
+    folder and a text file to train on (TinyStories, from tests/data); an empty HOME."""
     root = tmp_path_factory.mktemp("readme")
     source = root / "source"
     make_hf_model(source)  # transformers' default config is GPT-2 124M
@@ -35,9 +41,8 @@ def workdir(tmp_path_factory):
     from weightfiles import write_openai_checkpoint
 
     write_openai_checkpoint(root / "cwd" / "models" / "124M", small)
-    stories = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text()
-    (root / "cwd" / "stories.txt").write_text(stories[:150_000])  # "Train your own"
-    return root / "cwd", offline_hub_env(cache)
+    (root / "cwd" / "stories.txt").write_text(stories())  # "Train your own"
+    return root / "cwd", fresh_user_env(root / "home", cache)
 
 
 def console_examples() -> list[tuple[str, list[str]]]:
@@ -84,14 +89,21 @@ def test_console_example(workdir, command, expected):
     assert result.returncode == 0, result.stderr
     if expected:
         assert result.stdout.splitlines() == expected
+    if argv[1] == "eval":  # offline with no data at hand: the sample in the package, said so
+        assert "using the bundled sample" in result.stderr
 
 
 def test_quick_start_matches_ci():
-    """The README's two quick-start commands are the ones .ci/run executes."""
+    """.ci/run installs as the README's quick start says, then runs its test command with the
+    slow tests too (the README's command leaves them out: pyproject's addopts)."""
     text = README.read_text()
     commands = re.findall(r"```bash\n(python3 -m venv .*?)\n```", text)
     assert len(commands) == 2
-    ci = (ROOT / ".ci" / "run").read_text()
+    ci = (ROOT / ".ci" / "run").read_text().rstrip().splitlines()[-1]
     setup, test = commands[1].rsplit(" && ", 1)
-    assert test == ".venv/bin/pytest" and ci.rstrip().endswith(test)
-    assert setup.replace(" install ", " install -q ") in ci
+    assert test == ".venv/bin/pytest"
+    ci_setup, ci_test = ci.rsplit(" && ", 1)
+    assert ci_setup == setup.replace(" install ", " install -q ")
+    assert shlex.split(ci_test) == [test, "-m", "slow or not slow"]
+    addopts = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert "-m 'not slow'" in addopts["addopts"]

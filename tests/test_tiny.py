@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import offline_hub_env, shared_path
+from conftest import DATA, offline_hub_env
 
 import gpt2lab
 from gpt2lab.train.data import is_validation
@@ -27,8 +27,9 @@ def test_loads_offline_with_the_gpt2_tokenizer(tiny):
 
 
 def test_held_out_loss_is_the_one_on_the_card(tiny):
-    """Recompute the held-out loss from the shared text: the same stories, the same windows."""
-    text = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text()
+    """Recompute the held-out loss from the held-out stories (shipped in tests/data): the same
+    stories, the same windows."""
+    text = (DATA / "tinystories" / "held_out.txt").read_text()
     docs = [d.strip("\n") for d in text.split("<|endoftext|>") if d.strip()]
     held_out = [d for d in docs if is_validation(d, 0.05)]
     ids = [t for d in held_out for t in [*tiny.tokenizer.encode(d), 50256]]

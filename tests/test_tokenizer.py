@@ -1,25 +1,32 @@
 """Our byte-level BPE against known ids and an independent tiktoken build of the same files.
 
 The reference is tiktoken's own code path (``data_gym_to_mergeable_bpe_ranks`` + tiktoken's
-regex), built offline from ``../shared/data/tokenizer/gpt2``; it shares nothing with
-``gpt2lab.tokenizer`` except the two data files. Our "python" backend is the reference
-implementation, so it must give exactly the same ids on whole corpora and on random text.
+regex), built offline from the two OpenAI files bundled in the package (checked against their
+published md5); it shares nothing with ``gpt2lab.tokenizer`` except those files. Our "python"
+backend is the reference implementation, so it must give exactly the same ids on real text (the
+excerpts in tests/data and the package's evaluation samples; whole corpora when ../shared is
+beside the repository) and on random text.
 """
 
 from __future__ import annotations
 
+import hashlib
 import shutil
-from pathlib import Path
 
 import pytest
+from conftest import BUNDLED_TOKENIZER, DATA, EVAL_SAMPLES, shared_path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2lab.errors import TokenizerError
+from gpt2lab.evals.data import read_lambada
 from gpt2lab.tokenizer import Tokenizer, bytes_to_unicode, get_tokenizer, pretokenize
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-SHARED_TOKENIZER = SHARED / "data" / "tokenizer" / "gpt2"
+# OpenAI's GPT-2 files (models/124M), byte for byte: what the reference is built from.
+OPENAI_MD5 = {
+    "encoder.json": "dffec25a898b1f5e569bec4dffd7e5c0",
+    "vocab.bpe": "75a37753dd7a28a2c5df80c28bf06e4e",
+}
 REFERENCE_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 EOT = "<|endoftext|>"
 BACKENDS = ["python", "tiktoken"]
@@ -30,29 +37,30 @@ KNOWN = {
     "Hello, world!": [15496, 11, 995, 0],
 }
 
+# Whole files, under ../shared/data (skipped without it).
 CORPORA = {
     "wikitext-103-test": ("eval", "wikitext-103", "wiki.test.tokens"),
     "tinystories-2M": ("train", "tinystories", "tinystories_sample_2M.txt"),
-    # 4 MB; the python backend does it whole in ~5 s on this machine, so no truncation.
     "tinystories-4M-lowercased": ("train", "tinystories", "tinystories_slice_4M_lowercased.txt"),
 }
-
-
-def shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data not found: {path} (needs a ../shared checkout beside this one)")
-    return path
+# Their starts, shipped: the same kinds of text on every checkout.
+EXCERPTS = {
+    "wikitext-2-test-start": EVAL_SAMPLES / "wikitext2_test_first3.tokens",
+    "lambada-test-start": EVAL_SAMPLES / "lambada_test_first300.jsonl",
+    "tinystories-start": DATA / "tinystories" / "first_100k.txt",
+    "tinystories-held-out": DATA / "tinystories" / "held_out.txt",
+    "tinystories-lowercased-start": DATA / "tinystories" / "lowercased_first_20k.txt",
+}
 
 
 # --- fixtures ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def reference():
-    """tiktoken's GPT-2 encoding, built by tiktoken itself from the shared OpenAI files."""
+    """tiktoken's GPT-2 encoding, built by tiktoken itself from OpenAI's files."""
     tiktoken = pytest.importorskip("tiktoken")
     from tiktoken.load import data_gym_to_mergeable_bpe_ranks
 
-    folder = shared("data", "tokenizer", "gpt2")
+    folder = BUNDLED_TOKENIZER
     ranks = data_gym_to_mergeable_bpe_ranks(
         vocab_bpe_file=str(folder / "vocab.bpe"),
         encoder_json_file=str(folder / "encoder.json"),
@@ -131,7 +139,7 @@ def test_bpe_merges_a_word(python_tok):
     assert python_tok.bpe(word) == ["ĠShaw", "sh", "ank"]
 
 
-# --- parity with tiktoken on whole corpora ------------------------------------------------------
+# --- parity with tiktoken on real text ----------------------------------------------------------
 def _assert_same_ids(ours: Tokenizer, reference, text: str, label: str) -> None:
     """Whole-text ids must match; on failure, name the first line whose ids differ."""
     expected = reference.encode(text, allowed_special="all")
@@ -164,11 +172,31 @@ def _assert_same_ids(ours: Tokenizer, reference, text: str, label: str) -> None:
 @pytest.mark.parametrize("corpus", CORPORA)
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_same_ids_as_tiktoken_on_whole_corpora(reference, backend, corpus):
-    text = shared("data", *CORPORA[corpus]).read_text(encoding="utf-8")
+    text = shared_path(*CORPORA[corpus]).read_text(encoding="utf-8")
     assert len(text) > 1_000_000
     if corpus == "tinystories-2M":
         assert EOT in text  # its documents are separated by <|endoftext|>
     _assert_same_ids(_tokenizer(backend), reference, text, corpus)
+
+
+def excerpt_text(path) -> str:
+    """An excerpt's text: LAMBADA's passages (one JSON object per line) joined, else the file."""
+    if path.suffix == ".jsonl":
+        return "\n\n".join(read_lambada(path))
+    return path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("excerpt", EXCERPTS)
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_same_ids_as_tiktoken_on_shipped_excerpts(reference, backend, excerpt):
+    text = excerpt_text(EXCERPTS[excerpt])
+    assert len(text) > 19_000
+    _assert_same_ids(_tokenizer(backend), reference, text, excerpt)
+
+
+def test_reference_is_built_from_openais_files():
+    for name, md5 in OPENAI_MD5.items():
+        assert hashlib.md5((BUNDLED_TOKENIZER / name).read_bytes()).hexdigest() == md5, name
 
 
 # --- parity on random text --------------------------------------------------------------------
@@ -235,7 +263,7 @@ def test_surrogates_like_tiktoken(reference, python_tok, text):
 # --- files ------------------------------------------------------------------------------------
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_hugging_face_file_names(tmp_path, backend):
-    source = shared("data", "tokenizer", "gpt2")
+    source = BUNDLED_TOKENIZER
     shutil.copy(source / "encoder.json", tmp_path / "vocab.json")
     shutil.copy(source / "vocab.bpe", tmp_path / "merges.txt")
     hf = Tokenizer.from_folder(tmp_path, backend=backend)
@@ -248,7 +276,7 @@ def test_hugging_face_file_names(tmp_path, backend):
 
 
 def test_openai_file_names_load(python_tok):
-    loaded = Tokenizer.from_folder(shared("data", "tokenizer", "gpt2"), backend="python")
+    loaded = Tokenizer.from_folder(BUNDLED_TOKENIZER, backend="python")
     assert loaded.encoder == python_tok.encoder
     assert loaded.merge_ranks == python_tok.merge_ranks
 
@@ -257,7 +285,7 @@ def test_save_and_reload(tmp_path, python_tok):
     python_tok.save(tmp_path / "saved")
     saved = tmp_path / "saved"
     assert sorted(p.name for p in saved.iterdir()) == ["merges.txt", "vocab.json"]
-    assert (saved / "merges.txt").read_bytes() == (SHARED_TOKENIZER / "vocab.bpe").read_bytes()
+    assert (saved / "merges.txt").read_bytes() == (BUNDLED_TOKENIZER / "vocab.bpe").read_bytes()
     again = Tokenizer.from_folder(saved, backend="python")
     assert again.encoder == python_tok.encoder
     assert again.merge_ranks == python_tok.merge_ranks
@@ -265,7 +293,7 @@ def test_save_and_reload(tmp_path, python_tok):
 
 
 def test_folder_without_merges_names_the_expected_files(tmp_path):
-    shutil.copy(shared("data", "tokenizer", "gpt2", "encoder.json"), tmp_path / "vocab.json")
+    shutil.copy(BUNDLED_TOKENIZER / "encoder.json", tmp_path / "vocab.json")
     with pytest.raises(TokenizerError) as err:
         Tokenizer.from_folder(tmp_path)
     message = str(err.value)
@@ -274,7 +302,7 @@ def test_folder_without_merges_names_the_expected_files(tmp_path):
 
 
 def test_malformed_merges_line_is_named(tmp_path):
-    source = shared("data", "tokenizer", "gpt2")
+    source = BUNDLED_TOKENIZER
     shutil.copy(source / "encoder.json", tmp_path / "vocab.json")
     lines = (source / "vocab.bpe").read_text(encoding="utf-8").splitlines(keepends=True)
     lines[4] = "Ġ t h\n"  # line 5 of the file: three tokens instead of two

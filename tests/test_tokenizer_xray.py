@@ -1,7 +1,7 @@
 """Tokenizer X-ray: ``Tokenizer.trace`` shows the merges ``encode`` makes, and gives its ids.
 
-Ranks are checked against the lines of the shared ``vocab.bpe`` read here, and the ids against
-``encode`` (tiktoken when installed, so an independent implementation).
+Ranks are checked against the lines of OpenAI's ``vocab.bpe`` (bundled) read here, and the ids
+against ``encode`` (tiktoken when installed, so an independent implementation).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import json
 from itertools import pairwise
 
 import pytest
-from conftest import shared_path
+from conftest import BUNDLED_TOKENIZER, stories
 
 from gpt2lab.cli import main
 from gpt2lab.errors import TokenizerError
@@ -25,7 +25,7 @@ def tok():
 @pytest.fixture(scope="module")
 def file_ranks() -> dict[tuple[str, str], int]:
     """Merge rank = line number in vocab.bpe, counting from 0 after the #version line."""
-    lines = shared_path("tokenizer", "gpt2", "vocab.bpe").read_text(encoding="utf-8").splitlines()
+    lines = (BUNDLED_TOKENIZER / "vocab.bpe").read_text(encoding="utf-8").splitlines()
     assert lines[0].startswith("#version")  # only the first line: "# #" is a merge too
     merges = [tuple(line.split(" ")) for line in lines[1:] if line]
     return {pair: rank for rank, pair in enumerate(merges)}
@@ -75,10 +75,8 @@ def test_single_byte_word_has_no_merges(tok):
 
 
 def test_corpus_words_trace_to_the_encoded_ids(tok, file_ranks):
-    text = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text(
-        encoding="utf-8"
-    )
-    words = list(dict.fromkeys(pretokenize(text[:200_000])))[:400]
+    text = stories()
+    words = list(dict.fromkeys(pretokenize(text)))[:400]
     assert len(words) == 400
     for word in words:
         (trace,) = tok.trace(word)

@@ -304,6 +304,7 @@ def test_the_step_table_covers_every_hook_the_model_calls(model):
     ]
 
 
+@pytest.mark.slow  # every activation of 124M on 1024 tokens: gigabytes
 def test_a_1024_token_trace_on_the_124m_config():
     torch.manual_seed(0)
     model = gpt2lab.GPT2(gpt2lab.preset("gpt2")).eval()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import shared_path
+from conftest import stories
 
 import gpt2lab
 from gpt2lab.train.data import prepare
@@ -24,9 +24,9 @@ BIN = Path(sys.executable).parent
 
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory):
-    """The first 200 KB of TinyStories, prepared with the GPT-2 tokenizer."""
+    """The first 100 KB of TinyStories, prepared with the GPT-2 tokenizer."""
     root = tmp_path_factory.mktemp("train_data")
-    text = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text()[:200_000]
+    text = stories()
     (root / "stories.txt").write_text(text)
     prepare([root / "stories.txt"], root / "data", val_fraction=0.1, progress=False)
     return root / "data"

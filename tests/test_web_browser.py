@@ -41,7 +41,7 @@ LONG_PROMPT = "Mike is quick. He moves on and on, and the others follow him. " *
 VIEWPORT = {"width": 1400, "height": 900}
 
 pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="Debian's chromium is not installed (.ci/run installs it)"
+    not CHROMIUM.exists(), reason="needs /usr/bin/chromium: apt-get install chromium"
 )
 
 

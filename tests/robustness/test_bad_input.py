@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_CONFIG, shared_path
+from conftest import TINY_CONFIG, stories
 
 import gpt2lab
 from gpt2lab import lens
@@ -47,7 +47,7 @@ def paths(tmp_path_factory) -> dict[str, str]:
 
     root = tmp_path_factory.mktemp("bad_input")
     (root / "empty").mkdir()
-    text = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text()[:6000]
+    text = stories(6000)
     (root / "stories.txt").write_text(text, encoding="utf-8")
     (root / "latin1.txt").write_bytes("Caf\xe9 au lait\n".encode("latin-1"))
     garbage = root / "garbage_model"  # config.json and a weight file that is not one
@@ -413,7 +413,11 @@ CLI_CASES = {
     "train-missing-config": (["train", "--config", "{root}/nope.toml"], 2, "cannot read"),
     # eval
     "eval-unknown-task": (["eval", "squad"], 2, "invalid choice: 'squad'"),
-    "eval-missing-model": (["eval", "ptb", "--model", "{missing}"], 1, "no such folder: {missing}"),
+    "eval-missing-model": (
+        ["eval", "lambada", "--no-download", "--model", "{missing}"],
+        1,
+        "no such folder: {missing}",
+    ),
     "eval-missing-data": (
         ["eval", "ptb", "--model", "tiny", "--data", "{root}/nope.txt"],
         2,

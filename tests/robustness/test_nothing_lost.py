@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import shared_path
+from conftest import stories as first_stories
 from safetensors import SafetensorError
 from test_train import small_args
 
@@ -50,7 +50,7 @@ def enospc() -> OSError:
 @pytest.fixture(scope="module")
 def stories(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("stories")
-    text = shared_path("train", "tinystories", "tinystories_sample_2M.txt").read_text()[:16_000]
+    text = first_stories(16_000)
     (root / "stories.txt").write_text(text, encoding="utf-8")
     return root / "stories.txt"
 
@@ -366,12 +366,9 @@ PTB = " no it was n't black monday \n but it was n't a good day \n" * 30
 @pytest.fixture
 def eval_data(tmp_path, monkeypatch):
     """A small PTB-format file in gpt2lab's layout, and no other data to be found."""
-    from gpt2lab.evals import data as eval_data
-
     root = tmp_path / "evaldata"
     (root / "ptb").mkdir(parents=True)
     (root / "ptb" / "ptb.test.txt").write_text(PTB)
-    monkeypatch.setattr(eval_data, "shared_dir", lambda: tmp_path / "no-shared")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     return root
 

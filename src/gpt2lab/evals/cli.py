@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 from ..errors import OutputError, UsageError
-from .tasks import TASKS, Result, Settings, run_task
+from .data import sample_note
+from .tasks import TASKS, Result, Settings, run_task, task_data
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,7 +42,9 @@ def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.Argument
     p.add_argument("--data", metavar="FILE", help="the task's data file (default: looked up)")
     p.add_argument("--data-dir", metavar="DIR", help="folder with data files in gpt2lab's layout")
     p.add_argument(
-        "--no-download", action="store_true", help="never download missing data; fail instead"
+        "--no-download",
+        action="store_true",
+        help="never download missing data: use the bundled sample (LAMBADA, WikiText-2) or fail",
     )
     p.add_argument(
         "--split", choices=["test", "valid"], help="default: test (CBT: valid, as the paper)"
@@ -109,14 +112,17 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise UsageError(f"--data {args.data} is not a file")
     if args.data_dir and not Path(args.data_dir).is_dir():
         raise UsageError(f"--data-dir {args.data_dir} is not a folder")
+    settings = _settings(args)
+    path = None if args.task == "paper" else task_data(args.task, settings)  # before the model
     model = load_model_arg(args)
     name = args.model or DEFAULT_MODEL  # load_model_arg names the fallback when it had to use one
-    settings = _settings(args)
     if args.task == "paper":
         from .paper import run_paper
 
         report = run_paper(model, name, settings)
         _print_table(f"{name} on the GPT-2 paper's benchmarks", report.results)
+        for task, note in report.samples.items():
+            print(f"{task}: {note}", file=sys.stderr)
         for task, why in report.skipped.items():
             print(f"not run: {task}: {why}", file=sys.stderr)
         try:
@@ -126,9 +132,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {md} and {js}")
         payload = report.to_dict()
     else:
-        results = run_task(model, args.task, settings)
+        note = sample_note(path)
+        if note:
+            print(f"{args.task}: {note}", file=sys.stderr)
+        results = run_task(model, args.task, settings, path)
         _print_table(f"{name}: {args.task}", results)
-        payload = {"model": name, "results": [r.to_dict() for r in results]}
+        payload = {"model": name, "data": str(path), "sample": note}
+        payload["results"] = [r.to_dict() for r in results]
     if args.json:
         from .paper import write_text_atomic
 

@@ -1,11 +1,12 @@
 """The benchmark files: where to find them, how to download them, how to read their formats.
 
 A file is looked for, in order: the path given (``--data``); ``DATA_DIR/<layout path>``
-(``--data-dir``); the repository's ``../shared/data/eval/`` (a source checkout); the cache
-(``~/.cache/gpt2lab/evals/``, or ``$XDG_CACHE_HOME/gpt2lab/evals/``). Failing all, it is
-downloaded from its public source into the cache, unless downloads are off; offline, the error
-names the URL and the place to put the file. The layout is the same everywhere, e.g.
-``wikitext-2/wiki.test.tokens`` or ``cbt/cbtest_CN_valid_2000ex.txt``.
+(``--data-dir``); the cache (``~/.cache/gpt2lab/evals/``, or ``$XDG_CACHE_HOME/gpt2lab/evals/``).
+Failing all, it is downloaded from its public source into the cache, unless downloads are off.
+When that is not possible, LAMBADA and WikiText-2 test fall back to a small sample shipped with
+gpt2lab (``SAMPLES``; ``sample_note`` says so), so their examples work on any machine; for the
+others the error names the URL and the place to put the file. The layout is the same everywhere,
+e.g. ``wikitext-2/wiki.test.tokens`` or ``cbt/cbtest_CN_valid_2000ex.txt``.
 """
 
 from __future__ import annotations
@@ -87,9 +88,37 @@ SOURCES: dict[str, Source] = {
 }
 
 
-def shared_dir() -> Path:
-    """``../shared/data/eval`` beside a source checkout of gpt2lab (absent in an installed one)."""
-    return Path(__file__).resolve().parents[3].parent / "shared" / "data" / "eval"
+@dataclass(frozen=True)
+class Sample:
+    """The start of a benchmark file, shipped in ``gpt2lab/data/evals/`` as ``name``: ``what``
+    it holds, said whenever it is used instead of the full file."""
+
+    name: str
+    what: str
+
+
+# Licences and sources: gpt2lab/data/evals/README.md.
+SAMPLES: dict[str, Sample] = {
+    "lambada/test": Sample(
+        "lambada_test_first300.jsonl", "the first 300 of 5,153 LAMBADA test passages"
+    ),
+    "wikitext-2/test": Sample(
+        "wikitext2_test_first3.tokens",
+        "the first 3 WikiText-2 test articles (177 of 4,358 lines)",
+    ),
+}
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "data" / "evals"
+
+
+def sample_note(path: Path) -> str | None:
+    """What ``path`` holds if it is a shipped sample (else None), in words for the user."""
+    for sample in SAMPLES.values():
+        if path == SAMPLES_DIR / sample.name:
+            return (
+                f"using the bundled sample: {sample.what}; "
+                "pass --data FILE or --data-dir DIR for the full set"
+            )
+    return None
 
 
 def cache_dir() -> Path:
@@ -106,7 +135,7 @@ def find(
     progress: bool = False,
 ) -> Path:
     """The file ``SOURCES[key]``: ``path`` if given, else the first copy found (see module
-    docstring), else a fresh download into the cache."""
+    docstring), else a fresh download into the cache, else the shipped sample if there is one."""
     if path is not None:
         path = Path(path)
         if not path.is_file():
@@ -114,17 +143,22 @@ def find(
         return path
     source = SOURCES[key]
     roots = [Path(data_dir)] if data_dir is not None else []
-    roots += [shared_dir(), cache_dir()]
+    roots += [cache_dir()]
     for root in roots:
         if (root / source.path).is_file():
             return root / source.path
     where = ", ".join(str(root / source.path) for root in roots)
-    if not download:
-        raise EvalDataError(
-            f"{key}: not found (looked at {where}) and downloads are off; get it from "
-            f"{source.url} or pass its path with --data"
-        )
-    return _download(source, progress)
+    try:
+        if not download:
+            raise EvalDataError(
+                f"{key}: not found (looked at {where}) and downloads are off; get it from "
+                f"{source.url} or pass its path with --data"
+            )
+        return _download(source, progress)
+    except EvalDataError:
+        if key not in SAMPLES:
+            raise
+        return SAMPLES_DIR / SAMPLES[key].name
 
 
 def _fetch(url: str, dest: Path, progress: bool) -> None:

@@ -8,14 +8,14 @@ import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .cbt import CBTResult
-from .data import EvalDataError
+from .data import EvalDataError, sample_note
 from .lambada import LambadaResult
-from .tasks import TASKS, Result, Settings, run_task
+from .tasks import TASKS, Result, Settings, run_task, task_data
 
 if TYPE_CHECKING:
     from ..config import GPT2Config
@@ -73,7 +73,8 @@ def table3_values(result: Result) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class PaperReport:
-    """The results of ``run_paper``; ``skipped`` maps a task to why it did not run."""
+    """The results of ``run_paper``; ``skipped`` maps a task to why it did not run, ``samples``
+    a task that ran on a shipped sample (not the full file) to the note saying so."""
 
     model: str
     config: dict[str, Any]
@@ -82,6 +83,7 @@ class PaperReport:
     results: list[Result]
     skipped: dict[str, str]
     settings: dict[str, Any]
+    samples: dict[str, str] = field(default_factory=dict)
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per Table 3 column, in the paper's order: ours beside the paper's."""
@@ -111,6 +113,7 @@ class PaperReport:
             "table3": self.rows(),
             "results": [r.to_dict() for r in self.results],
             "skipped": self.skipped,
+            "samples": self.samples,
             "settings": self.settings,
         }
 
@@ -128,6 +131,11 @@ class PaperReport:
                 if self.settings.get("limit")
                 else []
             ),
+            *(
+                [f"**Sample data** ({', '.join(self.samples)}): not comparable.", ""]
+                if self.samples
+                else []
+            ),
             f"| benchmark | gpt2lab | paper {self.size} | settings |",
             "| --- | ---: | ---: | --- |",
         ]
@@ -139,6 +147,9 @@ class PaperReport:
         for r in self.results:
             for metric, value in r.metrics():
                 lines.append(f"| {r.task} | {r.describe()} | {metric} | {value} |")
+        if self.samples:
+            lines += ["", "## Run on a bundled sample", ""]
+            lines += [f"- {task}: {note}" for task, note in self.samples.items()]
         if self.skipped:
             lines += ["", "## Not run", ""]
             lines += [f"- {task}: {why}" for task, why in self.skipped.items()]
@@ -198,12 +209,16 @@ def run_paper(model: GPT2, name: str, settings: Settings | None = None) -> Paper
     runs += [(task, settings) for task in TASKS if task != "lambada"]
     results: list[Result] = []
     skipped: dict[str, str] = {}
+    samples: dict[str, str] = {}
     for task, task_settings in runs:
         try:
-            results += run_task(model, task, task_settings)
+            path = task_data(task, task_settings)
+            results += run_task(model, task, task_settings, path)
         except EvalDataError as e:
             skipped[task] = str(e)
+            continue
+        if note := sample_note(path):
+            samples[task] = note
     size, exact = paper_size(model.config)
-    return PaperReport(
-        name, vars(model.config), size, exact, results, skipped, dataclasses.asdict(settings)
-    )
+    config, used = vars(model.config), dataclasses.asdict(settings)
+    return PaperReport(name, config, size, exact, results, skipped, used, samples)

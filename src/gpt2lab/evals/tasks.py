@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from ..errors import UsageError
@@ -51,17 +52,29 @@ def data_key(task: str, split: str) -> str:
     return f"{CORPORA[task].data if task in CORPORA else task}/{split}"
 
 
-def run_task(model: GPT2, task: str, s: Settings) -> list[Result]:
-    """Evaluate ``model`` on ``task`` (one of ``TASKS``): one result, or two for a word-level
-    corpus with ``detok="both"`` (de-tokenized first)."""
+def task_split(task: str, s: Settings) -> str:
+    """The split ``task`` runs on: ``s.split``, else test (CBT: valid, as the paper)."""
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; choose from {', '.join(TASKS)}")
     split = s.split or ("valid" if task.startswith("cbt") else "test")
     if split != "test" and task in ("lambada", "1bw"):
         raise UsageError(f"{task}: only the test split is available")
-    path = find(
-        data_key(task, split), s.data, data_dir=s.data_dir, download=s.download, progress=s.progress
-    )
+    return split
+
+
+def task_data(task: str, s: Settings) -> Path:
+    """The data file ``task`` reads with settings ``s`` (``data.find``; ``data.sample_note``
+    tells whether it is a shipped sample)."""
+    key = data_key(task, task_split(task, s))
+    return find(key, s.data, data_dir=s.data_dir, download=s.download, progress=s.progress)
+
+
+def run_task(model: GPT2, task: str, s: Settings, path: Path | None = None) -> list[Result]:
+    """Evaluate ``model`` on ``task`` (one of ``TASKS``): one result, or two for a word-level
+    corpus with ``detok="both"`` (de-tokenized first). ``path``: its data file if already
+    found (``task_data``)."""
+    split = task_split(task, s)
+    path = path or task_data(task, s)
     common = {"batch_size": s.batch_size, "limit": s.limit, "progress": s.progress}
     windows = {**common, "context": s.context, "stride": s.stride}
     if task == "lambada":
