@@ -205,8 +205,11 @@ def test_lambada_matches_brute_force(tiny_models, lambada_items, last_token):
     assert result.correct == correct
     if not last_token:
         assert result.correct == len(right)  # the planted words are right, " Shawshank" is not
-    assert result.nll == pytest.approx(nll, rel=1e-5)
-    assert math.log(result.ppl) == pytest.approx(nll / len(right + wrong), rel=1e-5)
+    # float32 log-probabilities of two libraries agree to about 1e-4 per scored token (their
+    # kernels sum in different orders), so the sums are compared per item
+    items = len(right + wrong)
+    assert result.nll / items == pytest.approx(nll / items, abs=1e-4)
+    assert math.log(result.ppl) == pytest.approx(nll / items, abs=1e-4)
 
 
 def test_lambada_stop_filter(tiny_models, lambada_items):
