@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import TINY_CONFIG, WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
 from fastapi.testclient import TestClient
+from sse import events
 
 from gpt2lab.errors import UsageError
 from gpt2lab.generate import SamplingSettings, explain_sampling
@@ -45,15 +46,6 @@ def as_json(value: object) -> object:
 
 def finite_or_none(values: torch.Tensor) -> list:
     return [[v if abs(v) != float("inf") else None for v in row] for row in values.tolist()]
-
-
-def events(text: str) -> list[tuple[str, dict]]:
-    """The (event, data) pairs of a Server-Sent Events body."""
-    out = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        out.append((fields["event"], json.loads(fields["data"])))
-    return out
 
 
 # --- the page ---------------------------------------------------------------------------------

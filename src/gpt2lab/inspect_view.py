@@ -157,7 +157,7 @@ class Inspection:
                 "name": self.step.name,
                 "shape": list(self.step.values.shape),
                 "formula": self.step.formula,
-                "values": _json_numbers(self.step.values),
+                "values": json_numbers(self.step.values),
             },
             "sampling": None
             if self.sampling is None
@@ -185,7 +185,7 @@ class Inspection:
         return inspection_html(self, standalone=False)
 
 
-def _json_numbers(values: Tensor) -> list:
+def json_numbers(values: Tensor) -> list:
     """Nested lists for strict JSON: -inf (masked attention scores) and NaN become null."""
     array = values.cpu().numpy()
     out = array.astype(object)

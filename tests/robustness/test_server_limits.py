@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from gpt2lab.web import app as web_app
 from gpt2lab.web.app import create_app
+from gpt2lab.web.lab import kept_steps
 
 PROMPT = "Mike is quick. He moves"
 PROMPT_IDS = [16073, 318, 2068, 13, 679, 6100]
@@ -424,7 +425,7 @@ def test_a_generation_that_fails_midway_says_so_and_frees_its_slot(tiny, monkeyp
 
 
 def test_the_trace_cache_stays_within_budget_after_hook_probs_is_read(tiny):
-    one, two = (tiny.run_with_cache(p, web_app._kept_steps(0)) for p in ("one", "two"))
+    one, two = (tiny.run_with_cache(p, kept_steps(0)) for p in ("one", "two"))
     probs = two.logits.numel() * 4  # float32, as big as the logits
     budget = one.nbytes + two.nbytes + probs // 2  # room for both traces, not for two's probs
     with TestClient(create_app({"tiny": tiny}, max_cache_bytes=budget)) as client:

@@ -6,7 +6,6 @@ Also: it binds 127.0.0.1 unless told otherwise, and a client that leaves a strea
 from __future__ import annotations
 
 import argparse
-import json
 import queue
 import signal
 import socket
@@ -20,6 +19,7 @@ import httpx
 import pytest
 import torch
 from conftest import TINY_CONFIG
+from sse import events
 
 from gpt2lab.cli import build_parser
 from gpt2lab.web import cli as web_cli
@@ -108,14 +108,6 @@ def server(tmp_path_factory):
 
 
 # --- what the clients send, and what each answer must be --------------------------------------
-def events(text: str) -> list[tuple[str, dict]]:
-    out = []
-    for block in text.strip().split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in block.splitlines())
-        out.append((fields["event"], json.loads(fields["data"])))
-    return out
-
-
 @pytest.fixture(scope="module")
 def expected(tiny) -> dict:
     """Per prompt: its ids, the most likely next token, the greedy continuation."""
