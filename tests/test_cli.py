@@ -228,7 +228,7 @@ def test_serve_on_a_busy_port_is_one_line(capsys, monkeypatch):
 
 
 def test_output_folders_are_created_only_inside_the_current_folder(capsys, tmp_path, monkeypatch):
-    from gpt2lab.cli import prepare_output
+    from gpt2lab.cli.common import prepare_output
     from gpt2lab.errors import UsageError
 
     work = tmp_path / "work"

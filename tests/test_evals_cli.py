@@ -13,10 +13,10 @@ from conftest import EVAL_SAMPLES
 from test_evals import CANDIDATES, WIKI, _cbt_file
 
 import gpt2lab
+from gpt2lab.cli.evals import add_eval_parser
 from gpt2lab.errors import UsageError
 from gpt2lab.evals import TABLE3, EvalDataError, Settings, run_paper, run_task
 from gpt2lab.evals import data as eval_data
-from gpt2lab.evals.cli import add_eval_parser
 from gpt2lab.evals.paper import paper_size
 
 

@@ -35,12 +35,6 @@ ALLOWED |= {
     ("gpt2lab.tracing", "Trace._repr_html_", "gpt2lab.viz.html"),
     ("gpt2lab.lens", "LogitLens._repr_html_", "gpt2lab.viz.html"),
     ("gpt2lab.inspect_view", "Inspection._repr_html_", "gpt2lab.viz.html"),
-    # Temporary: the command modules reach back to cli.py for the shared model arguments.
-    # Issue 15's gpt2lab/cli/ package (one common.py for them) removes these three.
-    ("gpt2lab.evals.cli", "add_eval_parser", "gpt2lab.cli"),
-    ("gpt2lab.evals.cli", "cmd_eval", "gpt2lab.cli"),
-    ("gpt2lab.web.cli", "add_serve_parser", "gpt2lab.cli"),
-    ("gpt2lab.web.cli", "cmd_serve", "gpt2lab.cli"),
 }
 
 

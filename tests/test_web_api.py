@@ -14,13 +14,13 @@ from conftest import TINY_CONFIG, WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
 from fastapi.testclient import TestClient
 from sse import events
 
+from gpt2lab.cli import serve as serve_cli
 from gpt2lab.errors import UsageError
 from gpt2lab.generate import SamplingSettings, explain_sampling
 from gpt2lab.hooks import step_names
 from gpt2lab.inspect_view import step_table
 from gpt2lab.lens import logit_lens
 from gpt2lab.trace import ablate_head, ablate_mlp, add_vector, scale_neuron, steering_vector
-from gpt2lab.web import cli as web_cli
 from gpt2lab.web.app import create_app
 
 PROMPT = "Mike is quick. He moves"
@@ -515,14 +515,14 @@ def test_model_work_waits_for_a_free_slot(tiny, slow):
 # --- gpt2lab serve ----------------------------------------------------------------------------
 def serve_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gpt2lab")
-    web_cli.add_serve_parser(parser.add_subparsers(dest="command"))
+    serve_cli.add_serve_parser(parser.add_subparsers(dest="command"))
     return parser
 
 
 def test_serve_parses_its_flags():
     args = serve_parser().parse_args(["serve", "--model", "tiny", "--model", "run", "--port", "9"])
     assert args.model == ["tiny", "run"]
-    assert (args.host, args.port, args.func) == ("127.0.0.1", 9, web_cli.cmd_serve)
+    assert (args.host, args.port, args.func) == ("127.0.0.1", 9, serve_cli.cmd_serve)
     defaults = serve_parser().parse_args(["serve"])
     assert (defaults.model, defaults.host, defaults.port) == (None, "127.0.0.1", 8000)
     for bad in (["--port", "0"], ["--port", "70000"], ["--max-concurrent", "0"]):
@@ -559,4 +559,4 @@ def test_serve_loads_the_given_models_and_binds_loopback(tiny, monkeypatch, caps
     ],
 )
 def test_is_loopback(host, loopback):
-    assert web_cli.is_loopback(host) is loopback
+    assert serve_cli.is_loopback(host) is loopback

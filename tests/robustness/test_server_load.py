@@ -22,7 +22,7 @@ from conftest import TINY_CONFIG
 from sse import events
 
 from gpt2lab.cli import build_parser
-from gpt2lab.web import cli as web_cli
+from gpt2lab.cli import serve as serve_cli
 
 # The server's resident memory may grow by at most this much between the end of the warm-up (every
 # request of the mix twice) and the end of the 200 requests. Measured on 2 CPU cores: +3 to +9 MB
@@ -226,7 +226,7 @@ def load(url: str, work: list[tuple[str, dict, str]], expected: dict) -> list[st
 # --- the tests --------------------------------------------------------------------------------
 def test_serve_listens_on_loopback_only_by_default():
     args = build_parser().parse_args(["serve"])
-    assert (args.host, args.port, args.func) == ("127.0.0.1", 8000, web_cli.cmd_serve)
+    assert (args.host, args.port, args.func) == ("127.0.0.1", 8000, serve_cli.cmd_serve)
     assert (args.max_prompt_tokens, args.max_new_tokens, args.max_concurrent) == (1024, 256, 2)
     assert (args.dtype, args.quantize) == (None, None)
     assert build_parser().parse_args(["serve", "--host", "0.0.0.0"]).host == "0.0.0.0"
@@ -235,7 +235,7 @@ def test_serve_listens_on_loopback_only_by_default():
 def test_serve_passes_dtype_and_quantize_to_the_loader(tiny, monkeypatch):
     loaded: list[argparse.Namespace] = []
     served = {}
-    monkeypatch.setattr("gpt2lab.cli.load_model_arg", lambda one: loaded.append(one) or tiny)
+    monkeypatch.setattr("gpt2lab.cli.serve.load_model_arg", lambda one: loaded.append(one) or tiny)
     monkeypatch.setattr("uvicorn.run", lambda app, host, port, **kw: served.update(host=host))
     argv = ["serve", "--model", "tiny", "--model", "run", "--dtype", "bfloat16", "--quantize"]
     args = build_parser().parse_args([*argv, "int8"])

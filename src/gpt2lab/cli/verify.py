@@ -1,8 +1,8 @@
 """``gpt2lab verify PATH``: check a model folder against GPT-2 124M's published checksums.
 
-``gpt2lab.cli`` registers it with ``add_verify_parser(subparsers)``. Exit status: 0 when every
-tensor matches, 1 when any mismatches or is missing (or the files cannot be read), 2 for usage
-errors, the same mapping as every other command (GPT2LabError.exit_code).
+``gpt2lab.cli.build_parser`` registers it with ``add_verify_parser(subparsers)``. Exit status: 0
+when every tensor matches, 1 when any mismatches or is missing (or the files cannot be read), 2
+for usage errors, the same mapping as every other command (GPT2LabError.exit_code).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from ..errors import CheckpointError
 
 if TYPE_CHECKING:
-    from .verify import VerifyReport
+    from ..weights.verify import VerifyReport
 
 _STYLES = {"ok": "green", "mismatch": "red", "missing": "red", "bad-shape": "red"}
 
@@ -43,7 +43,7 @@ def add_verify_parser(subparsers: argparse._SubParsersAction) -> argparse.Argume
 
 
 def cmd_verify(args: argparse.Namespace) -> None:
-    from .verify import verify
+    from ..weights.verify import verify
 
     report = verify(args.path)
     if args.json:
@@ -51,7 +51,8 @@ def cmd_verify(args: argparse.Namespace) -> None:
     else:
         _print_report(report, show_all=args.all)
     if not report.ok:
-        # Raised, not sys.exit: cli.main prints it as one line and returns its exit code (1).
+        # Raised, not sys.exit: gpt2lab.cli.main prints it as one line and returns its exit
+        # code (1).
         raise VerifyFailed(report.summary)
 
 

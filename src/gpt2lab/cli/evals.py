@@ -1,6 +1,7 @@
-"""``gpt2lab eval TASK``: parses arguments, runs a benchmark (``tasks.run_task``), prints a table.
+"""``gpt2lab eval TASK``: parses arguments, runs a benchmark (``evals.tasks.run_task``), prints
+a table.
 
-``gpt2lab.cli`` registers it with ``add_eval_parser(subparsers)``.
+``gpt2lab.cli.build_parser`` registers it with ``add_eval_parser(subparsers)``.
 """
 
 from __future__ import annotations
@@ -11,14 +12,13 @@ import sys
 from pathlib import Path
 
 from ..errors import OutputError, UsageError
-from .data import sample_note
-from .tasks import TASKS, Result, Settings, run_task, task_data
+from ..evals.data import sample_note
+from ..evals.tasks import TASKS, Result, Settings, run_task, task_data
+from .common import DEFAULT_MODEL, add_model_args, at_least, load_model_arg, prepare_output
 
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Add the ``eval`` command to ``gpt2lab``'s subparsers; returns its parser."""
-    from ..cli import add_model_args, at_least
-
     count = at_least(1)
 
     p = subparsers.add_parser(
@@ -101,8 +101,6 @@ def _print_table(title: str, results: list[Result]) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from ..cli import DEFAULT_MODEL, load_model_arg, prepare_output
-
     # every argument is checked now, not after loading the model and hours of evaluation
     if args.json:
         prepare_output(args.json, "--json")
@@ -117,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     model = load_model_arg(args)
     name = args.model or DEFAULT_MODEL  # load_model_arg names the fallback when it had to use one
     if args.task == "paper":
-        from .paper import run_paper
+        from ..evals.paper import run_paper
 
         report = run_paper(model, name, settings)
         _print_table(f"{name} on the GPT-2 paper's benchmarks", report.results)
@@ -140,7 +138,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         payload = {"model": name, "data": str(path), "sample": note}
         payload["results"] = [r.to_dict() for r in results]
     if args.json:
-        from .paper import write_text_atomic
+        from ..evals.paper import write_text_atomic
 
         try:  # whole or not at all: an earlier file of that name stays if this fails
             write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")

@@ -1,5 +1,6 @@
 """`gpt2lab serve`: the web app on a local port. ``add_serve_parser`` adds the command to the
-``gpt2lab`` parser; the app itself is ``gpt2lab.web.app.create_app``."""
+``gpt2lab`` parser; the app itself is ``gpt2lab.web.app.create_app``, imported only when the
+command runs, so the other commands never load FastAPI."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import socket
 import sys
 
 from ..errors import ServeError
+from .common import DEFAULT_MODEL, DTYPES, FALLBACK_MODEL, at_least, load_model_arg
 
 
 def _port(text: str) -> int:
@@ -49,8 +51,6 @@ def is_loopback(host: str) -> bool:
 def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``serve`` (``--model`` repeatable, ``--device``, ``--dtype``, ``--quantize``,
     ``--host``, ``--port``, limits)."""
-    from ..cli import DEFAULT_MODEL, DTYPES, FALLBACK_MODEL, at_least
-
     p = subparsers.add_parser(
         "serve", help="open the model as a notebook in the browser (a local web app)"
     )
@@ -98,8 +98,7 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
-    from ..cli import DEFAULT_MODEL, load_model_arg
-    from .app import create_app
+    from ..web.app import create_app
 
     check_can_listen(args.host, args.port)
     models = {}
