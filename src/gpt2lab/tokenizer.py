@@ -24,7 +24,6 @@ from __future__ import annotations
 import codecs
 import json
 import operator
-import os
 from collections.abc import Collection, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cache, lru_cache
@@ -35,6 +34,7 @@ from typing import Literal
 import regex
 
 from .errors import OutputError, TokenizerError
+from .files import reason, write_files
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -246,19 +246,13 @@ class Tokenizer:
             vocab_name: json.dumps(self.encoder, ensure_ascii=False),
             merges_name: "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
         }
+        what = f"the tokenizer into {folder}"
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            for name, text in texts.items():  # each file whole or not at all
-                tmp = folder / f".{name}.tmp"
-                try:
-                    tmp.write_text(text, encoding="utf-8")
-                    os.replace(tmp, folder / name)
-                finally:
-                    tmp.unlink(missing_ok=True)
         except OSError as e:
-            raise OutputError(
-                f"cannot write the tokenizer into {folder}: {e.strerror or e}"
-            ) from None
+            raise OutputError(f"cannot write {what}: {reason(e)}") from None
+        # Both files or neither: a vocabulary never sits beside the merges of another tokenizer.
+        write_files({folder / name: text for name, text in texts.items()}, what=what)
 
     # --- the algorithm ------------------------------------------------------------------------
     def bpe(self, word: str) -> list[str]:

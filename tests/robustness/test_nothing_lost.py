@@ -332,7 +332,7 @@ def test_prepare_with_a_full_disk_then_again_gives_the_same_files(monkeypatch, s
 
     whole, again = tmp_path / "whole", tmp_path / "again"
     prepare([stories], whole, chunk_documents=5, progress=False)
-    real = data_module._atomic_write_text
+    real = data_module.write_atomic
     commits: list[Path] = []
 
     def commit(path, text):
@@ -341,7 +341,7 @@ def test_prepare_with_a_full_disk_then_again_gives_the_same_files(monkeypatch, s
             raise enospc()
         real(path, text)
 
-    monkeypatch.setattr(data_module, "_atomic_write_text", commit)
+    monkeypatch.setattr(data_module, "write_atomic", commit)
     with pytest.raises(OutputError) as info:
         prepare([stories], again, chunk_documents=5, progress=False)
     message = str(info.value)
@@ -351,7 +351,7 @@ def test_prepare_with_a_full_disk_then_again_gives_the_same_files(monkeypatch, s
     assert committed["doc"] == 10  # two chunks of 5
     on_disk = (again / "train.bin.partial").stat().st_size
     assert on_disk > 2 * committed["train_tokens"]  # and the uncommitted third one
-    monkeypatch.setattr(data_module, "_atomic_write_text", real)
+    monkeypatch.setattr(data_module, "write_atomic", real)
     prepare([stories], again, chunk_documents=5, progress=False)
     for name in ("train.bin", "val.bin"):
         assert (again / name).read_bytes() == (whole / name).read_bytes()
@@ -420,7 +420,7 @@ def test_interrupted_eval_leaves_no_json_and_keeps_the_old_one(
 
 
 def test_eval_json_on_a_full_disk_keeps_the_old_file(capsys, monkeypatch, eval_data, tmp_path):
-    from gpt2lab.evals import paper
+    from gpt2lab import files
 
     out = tmp_path / "out.json"
     out.write_text('{"earlier": "results"}\n')
@@ -428,7 +428,7 @@ def test_eval_json_on_a_full_disk_keeps_the_old_file(capsys, monkeypatch, eval_d
     def fsync(fd):
         raise enospc()
 
-    monkeypatch.setattr(paper.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "fsync", fsync)
     argv = ["eval", "ptb", "--data-dir", str(eval_data), *EVAL, "--limit", "2"]
     code = main([*argv, "--json", str(out)])
     err = capsys.readouterr().err
@@ -441,7 +441,7 @@ def test_eval_json_on_a_full_disk_keeps_the_old_file(capsys, monkeypatch, eval_d
 
 
 def test_eval_paper_report_is_whole_or_the_old_one(capsys, monkeypatch, eval_data, tmp_path):
-    from gpt2lab.evals import paper
+    from gpt2lab import files
 
     report = tmp_path / "report"
     argv = ["eval", "paper", "--data-dir", str(eval_data), *EVAL, "--limit", "2"]
@@ -462,7 +462,7 @@ def test_eval_paper_report_is_whole_or_the_old_one(capsys, monkeypatch, eval_dat
         real_fsync(fd)
 
     with monkeypatch.context() as patch:
-        patch.setattr(paper.os, "fsync", fsync)
+        patch.setattr(files.os, "fsync", fsync)
         assert main([*argv, "--limit", "1", "--out", str(report)]) == 1
     err = capsys.readouterr().err
     assert "No space left on device" in err and "Traceback" not in err

@@ -14,6 +14,7 @@ from pathlib import Path
 from ..errors import OutputError, UsageError
 from ..evals.data import sample_note
 from ..evals.tasks import TASKS, Result, Settings, run_task, task_data
+from ..files import reason, write_atomic
 from .common import DEFAULT_MODEL, add_model_args, at_least, load_model_arg, prepare_output
 
 
@@ -126,7 +127,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         try:
             md, js = report.write(args.out)
         except OSError as e:
-            raise OutputError(f"cannot write the report into {args.out}: {e}") from None
+            raise OutputError(f"cannot write the report into {args.out}: {reason(e)}") from None
         print(f"wrote {md} and {js}")
         payload = report.to_dict()
     else:
@@ -138,9 +139,5 @@ def cmd_eval(args: argparse.Namespace) -> None:
         payload = {"model": name, "data": str(path), "sample": note}
         payload["results"] = [r.to_dict() for r in results]
     if args.json:
-        from ..evals.paper import write_text_atomic
-
-        try:  # whole or not at all: an earlier file of that name stays if this fails
-            write_text_atomic(args.json, json.dumps(payload, indent=2) + "\n")
-        except OSError as e:
-            raise OutputError(f"cannot write {args.json}: {e}") from None
+        # whole or not at all: an earlier file of that name stays if this fails (OutputError)
+        write_atomic(args.json, json.dumps(payload, indent=2) + "\n")

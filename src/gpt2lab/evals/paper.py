@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..files import write_atomic as write_text_atomic  # noqa: F401 (its public name here)
+from ..files import write_files
 from .cbt import CBTResult
 from .data import EvalDataError, sample_note
 from .lambada import LambadaResult
@@ -162,38 +161,8 @@ class PaperReport:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         md, js = folder / "report.md", folder / "report.json"
-        texts = {md: self.to_markdown(), js: json.dumps(self.to_dict(), indent=2) + "\n"}
-        with _staged(texts) as staged:
-            for path, tmp in staged.items():
-                os.replace(tmp, path)
+        write_files({md: self.to_markdown(), js: json.dumps(self.to_dict(), indent=2) + "\n"})
         return md, js
-
-
-@contextmanager
-def _staged(texts: dict[Path, str]) -> Iterator[dict[Path, Path]]:
-    """Each text written in full to a temporary file beside its path: {path: temporary file}.
-    The temporary files that are left (not renamed into place) are deleted on the way out."""
-    staged: dict[Path, Path] = {}
-    try:
-        for path, text in texts.items():
-            tmp = staged[path] = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-        yield staged
-    finally:
-        for tmp in staged.values():
-            with suppress(FileNotFoundError):
-                os.unlink(tmp)
-
-
-def write_text_atomic(path: str | Path, text: str) -> Path:
-    """Write ``text`` to ``path`` whole or not at all (temporary file + rename)."""
-    path = Path(path)
-    with _staged({path: text}) as staged:
-        os.replace(staged[path], path)
-    return path
 
 
 def run_paper(model: GPT2, name: str, settings: Settings | None = None) -> PaperReport:

@@ -20,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import OutputError, UsageError
+from ..files import reason, write_atomic
 from ..tokenizer import ENDOFTEXT, Tokenizer, get_tokenizer
 
 FORMAT = "gpt2lab-tokens-v1"
@@ -118,9 +119,9 @@ def open_data(data: str | Path, run_dir: Path, *, prepare_here: bool = True) -> 
         source = prepared.with_suffix(".txt")
         try:
             source.parent.mkdir(parents=True, exist_ok=True)
-            _atomic_write_text(source, ENDOFTEXT.join(documents))
+            write_atomic(source, ENDOFTEXT.join(documents))
         except OSError as e:
-            raise OutputError(f"cannot write {source}: {e.strerror or e}") from None
+            raise OutputError(f"cannot write {source}: {reason(e)}") from None
         prepare([source], prepared, val_fraction=BUNDLED_VAL_FRACTION, progress=False)
     return TokenData.open(prepared)
 
@@ -150,19 +151,6 @@ def _read_text(path: Path) -> str:
         raise UsageError(f"{path} is not UTF-8 text (byte {e.start}: {e.reason})") from None
     except OSError as e:
         raise UsageError(f"cannot read {path}: {e.strerror or e}") from None
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def prepare(
@@ -215,7 +203,7 @@ def prepare(
         )
     except OSError as e:
         raise OutputError(
-            f"cannot write the token files in {out}: {e.strerror or e}; the work committed so "
+            f"cannot write the token files in {out}: {reason(e)}; the work committed so "
             "far is kept: run the same command again to continue"
         ) from None
 
@@ -288,9 +276,7 @@ def _prepare(
                     os.fsync(handles[split].fileno())
                     state[f"{split}_tokens"] += len(ids)
                 state["file"], state["doc"] = file_index, begin + len(chunk)
-                _atomic_write_text(
-                    progress_file, json.dumps({"settings": settings, "state": state})
-                )
+                write_atomic(progress_file, json.dumps({"settings": settings, "state": state}))
                 bar.update(round(len(text.encode()) * len(chunk) / len(docs)))
             state["file"], state["doc"] = file_index + 1, 0
     for split in SPLITS:
@@ -302,6 +288,6 @@ def _prepare(
         "train_documents": state["documents"][0],
         "val_documents": state["documents"][1],
     }
-    _atomic_write_text(out / "meta.json", json.dumps(meta, indent=2) + "\n")
+    write_atomic(out / "meta.json", json.dumps(meta, indent=2) + "\n")
     progress_file.unlink()
     return meta
