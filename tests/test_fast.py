@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import gpt2lab
-from gpt2lab import fast
+from gpt2lab import fast, quantize
 from gpt2lab.errors import UsageError
 from gpt2lab.model import GPT2
 
@@ -122,12 +122,12 @@ def test_bfloat16_fast_path_matches_bfloat16_steps():
 def test_int8_quantization_is_per_output_channel_and_idempotent():
     torch.manual_seed(0)
     w = torch.randn(64, 48) * torch.linspace(0.01, 3, 64)[:, None]  # rows of very different size
-    q, scale = fast.quantize_int8(w)
+    q, scale = quantize.quantize_int8(w)
     assert q.dtype == torch.int8 and scale.shape == (64,)
     assert q.abs().amax(dim=1).eq(127).all()  # every channel uses its full range
-    deq = fast.dequantize_int8(q, scale)
+    deq = quantize.dequantize_int8(q, scale)
     assert ((deq - w).abs() <= scale.float()[:, None] * 0.51 + 1e-6).all()  # half a step at most
-    q2, scale2 = fast.quantize_int8(deq)
+    q2, scale2 = quantize.quantize_int8(deq)
     assert torch.equal(q, q2) and torch.equal(scale, scale2)
 
 
@@ -136,8 +136,9 @@ def test_int8_model_fast_path_matches_its_steps():
     model = gpt2lab.load("tiny", quantize="int8")
     assert model.quantized == "int8"
     c_fc = model.transformer.h[0].mlp.c_fc.weight
-    q, scale = fast.quantize_int8(c_fc.t())
-    assert torch.equal(fast.dequantize_int8(q, scale).t(), c_fc)  # the parameter is the rounding
+    q, scale = quantize.quantize_int8(c_fc.t())
+    rounded = quantize.dequantize_int8(q, scale).t()
+    assert torch.equal(rounded, c_fc)  # the parameter is the rounding
     ids = torch.tensor([model.tokenizer.encode("Once upon a time there was a little girl named")])
     fast_logits, step_logits = both_paths(model, lambda m: m(ids))
     # The int8 kernel multiplies in bfloat16; the steps in float32 with the same rounded weights.
@@ -149,6 +150,22 @@ def test_int8_model_fast_path_matches_its_steps():
 def test_quantize_rejects_unknown_methods(tiny):
     with pytest.raises(UsageError, match="int8"):
         gpt2lab.load("tiny").quantize("int4")
+
+
+@torch.no_grad()
+def test_the_fast_state_is_not_saved_and_follows_the_parameters():
+    """model.fast_state is a plain attribute: no state-dict entry, and kernels made before a
+    .to() are never used after it."""
+    model = gpt2lab.load("tiny")
+    names = set(model.state_dict())
+    ids = torch.tensor([model.tokenizer.encode("Tom saw a big")])
+    model(ids)
+    before = model.fast_state.weights
+    assert before is not None and set(model.state_dict()) == names
+    model.to(torch.bfloat16)
+    model(ids)
+    assert model.fast_state.weights is not before
+    assert model.fast_state.weights.ln_f[0].dtype == torch.bfloat16
 
 
 def test_cli_runs_with_dtype_and_quantize(capsys):
@@ -198,14 +215,14 @@ def test_generation_through_the_static_decoder_equals_the_named_steps(device, mo
     fast_greedy, step_greedy = both_paths(model, lambda m: m.generate(prompts, 24, greedy=True))
     fast_sampled, step_sampled = both_paths(model, lambda m: m.generate(prompts, 24, **sampled))
     assert fast_greedy == step_greedy and fast_sampled == step_sampled
-    decoder = model.__dict__["_static_decoder"]
+    decoder = model.fast_state.decoder
     assert decoder.shape == (2, 128)  # lengths are rounded up to 128 slots
 
     # The next generation of the same shape reuses the decoder (one recorded graph), and its
     # prompts see nothing of the last one's cache.
     others = [model.tokenizer.encode("The dog ran to the park and"), prompts[0][:5]]
     again, step_again = both_paths(model, lambda m: m.generate(others, 24, greedy=True))
-    assert model.__dict__["_static_decoder"] is decoder
+    assert model.fast_state.decoder is decoder
     assert again == step_again
 
 
@@ -215,7 +232,7 @@ def test_no_decoder_without_steps_to_decode_or_with_cuda_graphs_false(monkeypatc
     assert model.generate(STORY[:30], 1, greedy=True)  # the prompt's pass gives the one token
     model.cuda_graphs = False
     assert model.generate(STORY[:30], 5, greedy=True)
-    assert "_static_decoder" not in model.__dict__
+    assert model.fast_state.decoder is None
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -251,10 +268,10 @@ def test_the_decoder_is_remade_when_the_weights_change(device, monkeypatch):
     records_graphs_everywhere(monkeypatch)
     model = gpt2lab.load("tiny").to(device)
     before = model.generate(STORY[:30], 12, greedy=True, stop_at_eos=False)
-    decoder = model.__dict__["_static_decoder"]
+    decoder = model.fast_state.decoder
     model.transformer.h[2].mlp.c_fc.weight.mul_(-1.0)  # e.g. an optimizer step
     after = model.generate(STORY[:30], 12, greedy=True, stop_at_eos=False)
-    assert model.__dict__["_static_decoder"] is not decoder
+    assert model.fast_state.decoder is not decoder
     model.fast_path = False
     assert after == model.generate(STORY[:30], 12, greedy=True, stop_at_eos=False) != before
 
@@ -269,5 +286,5 @@ def test_gpu_float32_logits_and_graphed_tokens_equal_the_named_steps():
     assert (fast_logits - step_logits).abs().max() <= 1e-4
     prompts = [[464, 2068, 7586, 21831], [15496, 11, 995, 0, 314, 716, 257]]
     fast_ids, step_ids = both_paths(model, lambda m: m.generate(prompts, 16, greedy=True))
-    assert model.__dict__["_static_decoder"].graph is not None
+    assert model.fast_state.decoder.graph is not None
     assert fast_ids == step_ids

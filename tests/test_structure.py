@@ -195,7 +195,7 @@ def test_every_allowed_upward_import_is_still_there():
 def test_the_core_imports_only_what_lies_below_it():
     """model and fast, the forward pass, import nothing above them outside the allowances."""
     below = {"gpt2lab.config", "gpt2lab.errors", "gpt2lab.fast", "gpt2lab.hooks"}
-    below |= {"gpt2lab.kv_cache", "gpt2lab.loss"}
+    below |= {"gpt2lab.kv_cache", "gpt2lab.loss", "gpt2lab.quantize"}
     for imp in collect_imports(PACKAGE):
         if imp.importer in ("gpt2lab.model", "gpt2lab.fast") and imp.key() not in ALLOWED:
             assert imp.imported in below, str(imp)

@@ -12,14 +12,16 @@ its kernel reads fastest (``kernel_for``):
 - float32 (and anything on a GPU): the parameter itself, [in, out], one addmm;
 - bfloat16/float16 on a CPU: a copy prepacked for oneDNN, whose bfloat16 matrix-vector products
   are faster than PyTorch's default ones (docs/benchmarks.md);
-- ``model.quantize("int8")``: one signed byte per weight and one scale per output channel,
-  multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs. On a GPU the rounded
-  weights are multiplied as the parameters store them (float32 or bfloat16): torch's CUDA int8
-  kernel was much slower there than a bfloat16 matrix multiply (docs/benchmarks.md).
+- ``model.quantize("int8")``: one signed byte per weight and one scale per output channel
+  (gpt2lab.quantize), multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs. On a
+  GPU the rounded weights are multiplied as the parameters store them (float32 or bfloat16):
+  torch's CUDA int8 kernel was much slower there than a bfloat16 matrix multiply
+  (docs/benchmarks.md).
 
 Prepacked and int8 copies are made on first use and remade when a parameter changes (PyTorch
 counts in-place writes in ``tensor._version``). On a GPU, generation records one decoding step
-as a CUDA graph (``StaticDecoder``) and replays it for every token. ``model.fast_path = False``
+as a CUDA graph (``StaticDecoder``) and replays it for every token. Both are kept in the
+model's ``fast_state`` (``FastState``). ``model.fast_path = False``
 turns this path off; tests/test_fast.py holds it equal to the named-step path.
 """
 
@@ -35,51 +37,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .errors import ContextLengthError, UsageError
+from .errors import ContextLengthError
 from .kv_cache import KVCache, causal_mask
+
+# gpt2lab.quantize holds the int8 rule; its public names stay importable from here too.
+from .quantize import QUANTIZATIONS as QUANTIZATIONS
+from .quantize import dequantize_int8, quantize_int8
+from .quantize import quantize_model as quantize_model
 
 if TYPE_CHECKING:
     from .model import GPT2
 
 Kernel = Callable[[Tensor], Tensor]  # [N, in] -> [N, out]
-QUANTIZATIONS = ("int8",)
-
-
-# --- int8 weights -----------------------------------------------------------------------------
-def quantize_int8(weight: Tensor) -> tuple[Tensor, Tensor]:
-    """Symmetric int8 per output channel: W[o, :] ≈ q[o, :] · s[o], s = max|W[o, :]| / 127.
-
-    ``weight`` is [out, in]; returns q (int8 [out, in]) and s (bfloat16 [out], the dtype the
-    int8 kernel multiplies in). Idempotent: quantizing q · s again gives q and s back.
-    """
-    w = weight.detach().float()
-    scale = (w.abs().amax(dim=1) / 127).clamp(min=1e-12).to(torch.bfloat16)
-    q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-    return q, scale
-
-
-def dequantize_int8(q: Tensor, scale: Tensor) -> Tensor:
-    """q · s per output channel, in float32. [out, in]"""
-    return q.float() * scale.float()[:, None]
-
-
-@torch.no_grad()
-def quantize_model(model: GPT2, method: str) -> None:
-    """Round every weight matrix (and the tied embedding) to int8 per output channel, in place.
-
-    The float parameters then hold the rounded values (exactly in float32; in bfloat16 up to its
-    own rounding of q · s), so the named-step path, traces and saved files compute with the same
-    weights as the int8 kernels of the fast path.
-    """
-    if method not in QUANTIZATIONS:
-        raise UsageError(f"quantize must be one of {', '.join(QUANTIZATIONS)}; got {method!r}")
-    for name, p in model.named_parameters():
-        if p.dim() != 2 or name.endswith("wpe.weight"):
-            continue  # position embeddings are added, not multiplied: they stay as they are
-        out_in = p if name.endswith("wte.weight") else p.t()  # the unembedding's rows are tokens
-        deq = dequantize_int8(*quantize_int8(out_in)).to(p.dtype)
-        p.copy_(deq if name.endswith("wte.weight") else deq.t())
-    model.quantized = method
 
 
 # --- kernels ----------------------------------------------------------------------------------
@@ -178,6 +147,20 @@ class FastWeights:
     unembed: Kernel
 
 
+@dataclass
+class FastState:
+    """What the fast path keeps between calls; each GPT2 holds one as ``model.fast_state``.
+
+    A plain attribute (not a module, parameter or buffer), so it is never in ``state_dict()``
+    and ``.to()`` leaves it alone. Nothing in it goes stale: ``fast_weights`` remakes the kernels
+    when any parameter is replaced (as ``.to()`` does) or written, and ``static_decoder`` makes a
+    new decoder when the kernels change.
+    """
+
+    weights: FastWeights | None = None  # the kernels of the current parameters
+    decoder: StaticDecoder | None = None  # the last decoder, lent again to the next generation
+
+
 def _key(model: GPT2, packed: bool) -> tuple:
     """Changes when any parameter is replaced or written in place, or the mode changes."""
     versions = tuple((p.data_ptr(), p._version) for p in model.parameters())
@@ -191,7 +174,7 @@ def fast_weights(model: GPT2) -> FastWeights:
     """
     packed = not torch.is_grad_enabled()
     key = _key(model, packed)
-    cached: FastWeights | None = model.__dict__.get("_fast_weights")
+    cached = model.fast_state.weights
     if cached is not None and cached.key == key:
         return cached
 
@@ -217,7 +200,7 @@ def fast_weights(model: GPT2) -> FastWeights:
     if packed:
         unembed = kernel_for(wte.detach().t(), None, model.quantized)
     weights = FastWeights(key, layers, (t.ln_f.weight, t.ln_f.bias), unembed)
-    model.__dict__["_fast_weights"] = weights
+    model.fast_state.weights = weights
     return weights
 
 
@@ -278,6 +261,7 @@ def unembed(model: GPT2, x: Tensor) -> Tensor:
 
 # --- decoding with fixed shapes: one CUDA graph per token -------------------------------------
 _RECORDING = threading.Lock()
+_LENDING = threading.Lock()  # makes taking the model's decoder one step, as dict.pop was
 
 
 class StaticDecoder:
@@ -373,7 +357,9 @@ def static_decoder(model: GPT2, batch: int, max_len: int) -> Iterator[StaticDeco
     rounded length and the weights stay the same, so a graph is recorded once, not per call;
     a generation running meanwhile (an unfinished stream) gets its own."""
     max_len = min(model.config.n_positions, -(-max_len // 128) * 128)  # fewer distinct shapes
-    decoder: StaticDecoder | None = model.__dict__.pop("_static_decoder", None)
+    state = model.fast_state
+    with _LENDING:  # a generation running meanwhile finds None and makes its own
+        decoder, state.decoder = state.decoder, None
     weights = fast_weights(model)
     if decoder is None or decoder.shape != (batch, max_len) or decoder.weights is not weights:
         decoder = None  # free the old one's cache and graph before making the new one
@@ -381,4 +367,4 @@ def static_decoder(model: GPT2, batch: int, max_len: int) -> Iterator[StaticDeco
     try:
         yield decoder
     finally:
-        model.__dict__["_static_decoder"] = decoder
+        state.decoder = decoder

@@ -34,6 +34,7 @@ from .errors import ContextLengthError, UsageError
 from .hooks import Hooks, hook
 from .kv_cache import KVCache, causal_mask
 from .loss import next_token_loss
+from .quantize import quantize_model
 
 if TYPE_CHECKING:
     from .tokenizer import Tokenizer
@@ -235,6 +236,7 @@ class GPT2(nn.Module):
         self.fast_path = True  # inference without hooks runs gpt2lab.fast; False: always the steps
         self.cuda_graphs = True  # on a GPU, generation replays a recorded step (fast.StaticDecoder)
         self.quantized: str | None = None  # "int8" after quantize("int8")
+        self.fast_state = fast.FastState()  # the fast path's kernels and decoder, never saved
         if not any(p.is_meta for p in self.parameters()):
             self.init_weights()
 
@@ -414,10 +416,10 @@ class GPT2(nn.Module):
     def quantize(self, method: str = "int8") -> GPT2:
         """Round the weight matrices to int8 per output channel, in place; returns the model.
 
-        The fast path then reads one byte per weight (see gpt2lab.fast); the named steps compute
+        The fast path then reads one byte per weight (see gpt2lab.quantize); the named steps compute
         with the same rounded values, so traces show the quantized model.
         """
-        fast.quantize_model(self, method)
+        quantize_model(self, method)
         return self
 
     def save(self, path: str | Path) -> Path:

@@ -208,6 +208,15 @@ def resolve(name_or_path: str | Path) -> Path:
     raise _unknown_name(text)
 
 
+def not_a_model_folder(folder: Path) -> ModelNotFoundError:
+    """The error for a folder in neither format, naming the files each format needs (shared by
+    ``load`` and ``verify``, so both say the same)."""
+    return ModelNotFoundError(
+        f"{folder} is not a model folder: expected config.json + model.safetensors "
+        "(Hugging Face) or model.ckpt.index + hparams.json (OpenAI)"
+    )
+
+
 def load(
     name_or_path: str | Path,
     *,
@@ -229,10 +238,7 @@ def load(
     elif is_tf_checkpoint(folder):
         config, state = load_tf_checkpoint(folder)
     else:
-        raise ModelNotFoundError(
-            f"{folder} is not a model folder: expected config.json + model.safetensors "
-            "(Hugging Face) or model.ckpt.index + hparams.json (OpenAI)"
-        )
+        raise not_a_model_folder(folder)
     model = build_model(config, state, _tokenizer_for(folder, config), device=device, dtype=dtype)
     return model if quantize is None else model.quantize(quantize)
 

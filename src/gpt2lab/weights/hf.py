@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 
 from ..config import GPT2Config
 from ..errors import CheckpointError, ModelNotFoundError, OutputError
+from ..quantize import dequantize_matrix, output_axis, quantize_matrix
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -89,7 +90,7 @@ def read_config(path: Path) -> GPT2Config:
         raise CheckpointError(f"{path}: {e}") from None
 
 
-def _read_weight_file(path: Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
+def read_weight_file(path: Path, *, mmap: bool = False) -> dict[str, torch.Tensor]:
     """The tensors of one weight file. ``mmap``: leave a zip pickle's tensors memory-mapped.
 
     Only for a caller that is done with them before returning (verify hashes them one by one):
@@ -112,7 +113,7 @@ def _read_weight_file(path: Path, *, mmap: bool = False) -> dict[str, torch.Tens
         ) from None
 
 
-def _shard_names(index_path: Path) -> list[str]:
+def shard_names(index_path: Path) -> list[str]:
     """The weight files a ``*.index.json`` names in its ``weight_map``.
 
     Only plain file names are accepted: a shard must sit beside its index, never elsewhere on
@@ -137,11 +138,11 @@ def read_hf_state_dict(folder: Path) -> dict[str, torch.Tensor]:
         if not path.is_file():
             continue
         if not name.endswith(".index.json"):
-            state = _read_weight_file(path)
+            state = read_weight_file(path)
             break
         state = {}
-        for shard in _shard_names(path):
-            state.update(_read_weight_file(folder / shard))
+        for shard in shard_names(path):
+            state.update(read_weight_file(folder / shard))
         break
     else:
         raise CheckpointError(f"{folder} has no weights: expected one of {', '.join(WEIGHT_FILES)}")
@@ -166,19 +167,14 @@ SCALE = ".scale"
 
 
 def quantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """The state with every weight matrix but W_P as int8 + scale (see gpt2lab.fast)."""
-    from ..fast import quantize_int8
-
+    """The state with every weight matrix but W_P as int8 + scale (see gpt2lab.quantize)."""
     out = {}
     for name, t in state.items():
-        if t.dim() != 2 or name.endswith("wpe.weight"):
+        axis = output_axis(name, t)
+        if axis is None:
             out[name] = t
-        elif name.endswith("wte.weight"):
-            out[name], scale = quantize_int8(t)
-            out[name + SCALE] = scale[:, None]
         else:
-            q, scale = quantize_int8(t.t())
-            out[name], out[name + SCALE] = q.t().contiguous(), scale[None, :]
+            out[name], out[name + SCALE] = quantize_matrix(t, axis)
     return out
 
 
@@ -190,7 +186,7 @@ def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         ok = q is not None and q.dtype == torch.int8 and q.dim() == 2 and scale.dim() == 2
         if not ok or scale.shape not in ((q.shape[0], 1), (1, q.shape[1])):
             raise CheckpointError(f"{scale_name} does not scale an int8 matrix {name}")
-        state[name] = q.float() * scale.float()
+        state[name] = dequantize_matrix(q, scale)
     return state
 
 
@@ -303,7 +299,7 @@ def download(repo_id: str, revision: str | None = None) -> Path:
             except EntryNotFoundError:  # the repository has no such file
                 continue
             if name.endswith(".index.json"):
-                for shard in _shard_names(path):
+                for shard in shard_names(path):
                     fetch(shard, cached)
             return path
         return None

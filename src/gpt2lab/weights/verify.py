@@ -202,12 +202,12 @@ def _safetensors_tensors(path: Path) -> Iterator[tuple[str, torch.Tensor]]:
 
 def _hf_tensors(folder: Path) -> tuple[str, Iterator[tuple[str, torch.Tensor]]]:
     """(format, tensors) of a Hugging Face folder, with the loader's refusals and error messages."""
-    from .hf import WEIGHT_FILES, _read_weight_file, _shard_names
+    from .hf import WEIGHT_FILES, read_weight_file, shard_names
 
     name = next((n for n in WEIGHT_FILES if (folder / n).is_file()), None)
     if name is None:
         raise CheckpointError(f"{folder} has no weights: expected one of {', '.join(WEIGHT_FILES)}")
-    files = [folder / s for s in _shard_names(folder / name)] if name.endswith(".json") else None
+    files = [folder / s for s in shard_names(folder / name)] if name.endswith(".json") else None
     files = files or [folder / name]
     kind = "safetensors" if name.startswith("model.safetensors") else "pytorch_model.bin"
 
@@ -218,7 +218,7 @@ def _hf_tensors(folder: Path) -> tuple[str, Iterator[tuple[str, torch.Tensor]]]:
                 continue
             # Pickles go through the loader's torch.load(weights_only=True), memory-mapped when
             # the file is a zip: tensors stay on disk until hashed.
-            state = _read_weight_file(path, mmap=True)
+            state = read_weight_file(path, mmap=True)
             if not isinstance(state, dict):
                 raise CheckpointError(f"{path} is not a flat mapping of name -> tensor")
             for key in list(state):
@@ -274,6 +274,7 @@ def verify(path: str | Path, records: dict[str, Record] | None = None) -> Verify
     files that cannot be read (truncated, corrupted, not weights); a readable folder whose
     tensors differ is not an error but a report with ``ok == False``.
     """
+    from . import not_a_model_folder
     from .hf import is_hf_folder, read_config
     from .openai_tf import is_tf_checkpoint, read_hparams
 
@@ -287,10 +288,7 @@ def verify(path: str | Path, records: dict[str, Record] | None = None) -> Verify
         problem = _config_problem(read_hparams(folder / "hparams.json"), "hparams.json")
         kind, tensors = _tf_tensors(folder)
     else:
-        raise ModelNotFoundError(
-            f"{folder} is not a model folder: expected config.json + model.safetensors "
-            "(Hugging Face) or model.ckpt.index + hparams.json (OpenAI)"
-        )
+        raise not_a_model_folder(folder)
     if problem:
         problems.append(problem)
 
