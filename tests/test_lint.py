@@ -25,3 +25,10 @@ def _ruff() -> list[str]:
 def test_ruff(args):
     result = subprocess.run([*_ruff(), *args], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy():
+    """mypy passes on src/ with the [tool.mypy] settings of pyproject.toml."""
+    api = pytest.importorskip("mypy.api", reason="mypy is not installed (pip install -e '.[test]')")
+    stdout, stderr, status = api.run(["--config-file", str(ROOT / "pyproject.toml")])
+    assert status == 0, stdout + stderr

@@ -46,7 +46,7 @@ from .quantize import dequantize_int8, quantize_int8
 from .quantize import quantize_model as quantize_model
 
 if TYPE_CHECKING:
-    from .model import GPT2
+    from .model import GPT2, Linear
 
 Kernel = Callable[[Tensor], Tensor]  # [N, in] -> [N, out]
 
@@ -178,7 +178,7 @@ def fast_weights(model: GPT2) -> FastWeights:
     if cached is not None and cached.key == key:
         return cached
 
-    def make(linear: torch.nn.Module) -> Kernel:
+    def make(linear: Linear) -> Kernel:
         if not packed:
             return Dense(linear.weight, linear.bias)
         return kernel_for(linear.weight.detach(), linear.bias.detach(), model.quantized)
@@ -196,7 +196,7 @@ def fast_weights(model: GPT2) -> FastWeights:
         for b in t.h
     ]
     wte = t.wte.weight
-    unembed = Dense(wte.t(), None)
+    unembed: Kernel = Dense(wte.t(), None)
     if packed:
         unembed = kernel_for(wte.detach().t(), None, model.quantized)
     weights = FastWeights(key, layers, (t.ln_f.weight, t.ln_f.bias), unembed)
@@ -229,6 +229,7 @@ def run_blocks(
     is_causal = attention_mask is None and n_past == 0 and T > 1 and slot is None
     mask = None
     if slot is not None:
+        assert cache is not None and attention_mask is not None  # required with a slot
         allowed = (torch.arange(cache.max_len, device=x.device) <= slot) & attention_mask
         # Additive (0 / -inf) once here: given booleans, SDPA would convert them in every layer.
         mask = torch.zeros(allowed.shape, dtype=x.dtype, device=x.device)
@@ -241,6 +242,7 @@ def run_blocks(
         qkv = w.c_attn(F.layer_norm(h, (C,), *w.ln_1, eps)).view(B, T, 3, H, D)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, D] each
         if slot is not None:
+            assert cache is not None  # checked above; narrows the type
             k, v = cache.write_at(layer, k, v, slot)
         elif cache is not None:
             k, v = cache.update(layer, k, v)
@@ -295,7 +297,8 @@ class StaticDecoder:
     @property
     def shape(self) -> tuple[int, int]:
         """(batch, max_len)"""
-        return tuple(self.key_padding.shape)
+        batch, max_len = self.key_padding.shape
+        return batch, max_len
 
     def _step(self) -> Tensor:
         x = self.model.embed(self.ids, self.positions)

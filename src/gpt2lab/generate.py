@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -347,7 +347,8 @@ def generate(
     single = is_single_prompt(prompt)
     if not single and (isinstance(prompt, Tensor) or not prompt):
         raise UsageError("pass a prompt (text or ids) or a non-empty list of prompts")
-    batch = [prompt] if single else list(prompt)
+    # is_single_prompt tells one prompt from a batch at run time; the union cannot say which.
+    batch = cast("list[Prompt | Tensor]", [prompt] if single else list(prompt))
     n_ctx = model.config.n_positions
     prompts = [_fit_context(prompt_ids(model, p), max_new_tokens, n_ctx, truncate) for p in batch]
     if stream and not single:
@@ -376,14 +377,17 @@ def generate(
 
 
 def generate_text(
-    model: GPT2, prompt: Prompt | Sequence[Prompt], max_new_tokens: int = 50, **kwargs: object
+    model: GPT2, prompt: Prompt | Sequence[Prompt], max_new_tokens: int = 50, **kwargs: Any
 ) -> str | list[str] | Iterator[str]:
     """Like ``generate``, but returns the new text (``stream=True``: yields it piece by piece)."""
     if model.tokenizer is None:
         raise UsageError("this model has no tokenizer, so it cannot produce text; use generate")
     out = generate(model, prompt, max_new_tokens, **kwargs)
+    # generate's return type follows its arguments (stream; one prompt or a batch), which the
+    # checker cannot see through **kwargs: each branch names the one it gets.
     if kwargs.get("stream"):
-        return model.tokenizer.decode_stream(out)
-    if out and isinstance(out[0], list):
-        return [model.tokenizer.decode(ids) for ids in out]
-    return model.tokenizer.decode(out)
+        return model.tokenizer.decode_stream(cast("Iterator[int]", out))
+    lists = cast("list[int] | list[list[int]]", out)
+    if lists and isinstance(lists[0], list):
+        return [model.tokenizer.decode(ids) for ids in cast("list[list[int]]", lists)]
+    return model.tokenizer.decode(cast("list[int]", lists))

@@ -214,6 +214,7 @@ def inspect_prompt(
 
     from .generate import explain_sampling
     from .lens import lens_points, logit_lens
+    from .prompts import tokenizer_of
 
     config = model.config
     check_index("layer", layer, config.n_layer)
@@ -238,7 +239,7 @@ def inspect_prompt(
         tokens=trace.tokens(),
         ids=trace.ids[0].tolist(),
         next_ids=ids.tolist(),
-        next_tokens=[model.tokenizer.decode([i]) for i in ids.tolist()],
+        next_tokens=[tokenizer_of(model).decode([i]) for i in ids.tolist()],
         next_probs=probs.tolist(),
         lens=logit_lens(model, trace, k=top, target=target, points="post"),
         layer=layer,
@@ -246,7 +247,7 @@ def inspect_prompt(
         attention=trace.to_frame(pattern, head=head),
         step=shown,
         sampling=explained,
-        sampled_token=None if explained is None else model.tokenizer.decode([explained.chosen]),
+        sampled_token=None if explained is None else tokenizer_of(model).decode([explained.chosen]),
         model=ModelFacts.of(model, model_name),
         prompt=prompt,
         top=top,

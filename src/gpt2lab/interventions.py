@@ -135,7 +135,7 @@ def patch(name: str, source: Trace | Tensor, positions: Sequence[int] | None = N
         for p in positions:
             if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not -T <= p < T:
                 raise UsageError(f"patch positions must be integers in [-{T}, {T}), got {p!r}")
-        index = [slice(None)] * value.dim()
+        index: list[slice | list[int]] = [slice(None)] * value.dim()
         index[pos_dim] = list(positions)
         value[tuple(index)] = src[tuple(index)].to(value.dtype)
         return value

@@ -125,7 +125,7 @@ def lens_points(n_layer: int, points: str = "all") -> list[str]:
     """The residual-stream steps the lens reads, in order: blocks.0.hook_resid_pre, then each
     block's resid_mid and resid_post ("all", 2·n_layer + 1 points) or resid_post only ("post")."""
     if points == "all":
-        steps = ("hook_resid_mid", "hook_resid_post")
+        steps: tuple[str, ...] = ("hook_resid_mid", "hook_resid_post")
     elif points == "post":
         steps = ("hook_resid_post",)
     else:
@@ -180,7 +180,7 @@ def logit_lens(
             top = logits.topk(k, dim=-1).indices
             top_ids[p, start:end] = top.cpu()
             top_probs[p, start:end] = probs.gather(-1, top).cpu()
-            if target_ids is not None:
+            if target_ids is not None and rank is not None and prob is not None:
                 wanted = target_ids[start:end].to(logits.device)
                 has = wanted >= 0
                 index = wanted.clamp(min=0)[:, None]

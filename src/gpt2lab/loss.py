@@ -41,6 +41,7 @@ class _ChunkedUnembedCrossEntropy(torch.autograd.Function):
             sum_exp = exp_z.sum(dim=-1, keepdim=True)
             total += (z_max + sum_exp.log() - target_logit).sum()  # logsumexp(z) - z[target]
             if needs_grad:
+                assert grad_h is not None and grad_W is not None  # made above when needs_grad
                 dz = exp_z.div_(sum_exp)  # softmax
                 dz[torch.arange(len(tc), device=tc.device), tc] -= 1.0  # minus the one-hot
                 dz = dz.to(mm_dtype)

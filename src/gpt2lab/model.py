@@ -22,7 +22,7 @@ import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import torch
 import torch.nn.functional as F
@@ -218,6 +218,41 @@ class Block(nn.Module):
         return hook(hooks, name + "hook_resid_post", resid_mid + mlp_out)
 
 
+class Blocks(nn.ModuleList):
+    """The transformer blocks: an ``nn.ModuleList`` (state-dict names ``h.0.…``) of Block items.
+
+    Only the type signatures change: indexing and iteration run ``nn.ModuleList``'s own code.
+    """
+
+    if TYPE_CHECKING:
+
+        def __iter__(self) -> Iterator[Block]: ...
+
+        @overload
+        def __getitem__(self, idx: slice) -> Blocks: ...
+
+        @overload
+        def __getitem__(self, idx: int) -> Block: ...
+
+        def __getitem__(self, idx: int | slice) -> Block | Blocks: ...
+
+
+class Transformer(nn.Module):
+    """The embeddings, blocks and final norm of GPT-2, as typed attributes.
+
+    A plain module rather than an ``nn.ModuleDict`` so that type checkers know each part's type;
+    the attribute names (and their order) keep the state-dict names ``transformer.wte.weight``,
+    ``transformer.h.0.…`` and ``transformer.ln_f.…`` that the released checkpoints use.
+    """
+
+    def __init__(self, config: GPT2Config) -> None:
+        super().__init__()
+        self.wte = nn.Embedding(config.vocab_size, config.n_embd)  # token embeddings
+        self.wpe = nn.Embedding(config.n_positions, config.n_embd)  # position embeddings
+        self.h = Blocks(Block(config, i) for i in range(config.n_layer))
+        self.ln_f = LayerNorm(config.n_embd, config.layer_norm_epsilon, "ln_final")
+
+
 class GPT2(nn.Module):
     """GPT-2 language model. ``model(ids)`` maps LongTensor [B, T] to float logits [B, T, V]."""
 
@@ -225,14 +260,7 @@ class GPT2(nn.Module):
         super().__init__()
         self.config = config
         self.tokenizer = tokenizer
-        self.transformer = nn.ModuleDict(
-            {
-                "wte": nn.Embedding(config.vocab_size, config.n_embd),  # token embeddings
-                "wpe": nn.Embedding(config.n_positions, config.n_embd),  # position embeddings
-                "h": nn.ModuleList(Block(config, i) for i in range(config.n_layer)),
-                "ln_f": LayerNorm(config.n_embd, config.layer_norm_epsilon, "ln_final"),
-            }
-        )
+        self.transformer = Transformer(config)
         self.fast_path = True  # inference without hooks runs gpt2lab.fast; False: always the steps
         self.cuda_graphs = True  # on a GPU, generation replays a recorded step (fast.StaticDecoder)
         self.quantized: str | None = None  # "int8" after quantize("int8")

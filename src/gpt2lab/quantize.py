@@ -16,10 +16,15 @@ the output layer's channels), not the position embedding, which is added, not mu
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from .errors import UsageError
+
+if TYPE_CHECKING:
+    from .model import GPT2
 
 QUANTIZATIONS = ("int8",)
 
@@ -71,7 +76,7 @@ def dequantize_matrix(q: Tensor, scale: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def quantize_model(model: nn.Module, method: str) -> None:
+def quantize_model(model: GPT2, method: str) -> None:
     """Round every weight matrix (and the tied embedding) to int8 per output channel, in place.
 
     The float parameters then hold the rounded values (exactly in float32; in bfloat16 up to its

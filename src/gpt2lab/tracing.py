@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeGuard
 
 import numpy as np
 import torch
@@ -58,7 +58,7 @@ class Trace(Mapping[str, Tensor]):
         self,
         ids: Tensor,
         logits: Tensor,
-        values: dict[str, Tensor | Path],
+        values: dict[str, Tensor | Path | None],
         config: GPT2Config,
         tokenizer: Tokenizer | None,
     ) -> None:
@@ -139,6 +139,7 @@ class Trace(Mapping[str, Tensor]):
         import pandas as pd
 
         n_cols = value.shape[-1]
+        columns: list[str] | list[int]
         if name.endswith(("hook_mean", "hook_var")):
             columns = [name.rsplit("_", 1)[-1]]
         elif n_cols == self.ids.shape[1] and "attn.hook_" in name:  # keys
@@ -177,7 +178,7 @@ class Trace(Mapping[str, Tensor]):
         return path
 
 
-def _in_ram(value: Tensor | Path | None) -> bool:
+def _in_ram(value: Tensor | Path | None) -> TypeGuard[Tensor]:
     return isinstance(value, Tensor)
 
 
@@ -191,7 +192,7 @@ class _Keep:
     """A hook function that keeps each value it sees, in memory or as .npy files in a folder."""
 
     def __init__(self, folder: Path | None) -> None:
-        self.values: dict[str, Tensor | Path] = {}
+        self.values: dict[str, Tensor | Path | None] = {}
         self.folder = folder
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,7 @@ def run_from_block(
     """
     if start is None:
         return model(ids, hooks=hooks)
+    assert x is not None, "run_from_block: x (block start's input) is needed with start"
     allowed = causal_mask(ids.shape[1], 0, None, ids.device)
     return model.unembed(model.run_blocks(x, allowed, None, hooks, start=start), hooks)
 
@@ -298,7 +300,8 @@ class Paused:
                 f"{self.name} has shape {list(self.value.shape)}; got {list(new.shape)}"
             )
         hooks = as_hooks(self.edits).add(self.name, lambda _v, _n: new)
-        start, x = _start_from(self.model, self.name, self.trace._values)
+        in_ram = {n: v for n, v in self.trace._values.items() if _in_ram(v)}
+        start, x = _start_from(self.model, self.name, in_ram)
         with inference(self.model):
             return run_from_block(self.model, self.ids, hooks, start, x)
 

@@ -10,7 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ModelNotFoundError, OutputError, UsageError
 
@@ -133,7 +133,7 @@ def load_model_arg(args: argparse.Namespace) -> GPT2:
     from ..weights import load
 
     dtype = getattr(args, "dtype", None)
-    options = {
+    options: dict[str, Any] = {
         "device": _device(args.device),
         "dtype": getattr(torch, dtype) if dtype else None,
         "quantize": getattr(args, "quantize", None),

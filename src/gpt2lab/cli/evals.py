@@ -131,12 +131,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {md} and {js}")
         payload = report.to_dict()
     else:
-        note = sample_note(path)
-        if note:
-            print(f"{args.task}: {note}", file=sys.stderr)
+        assert path is not None  # found above for every task but paper
+        sample = sample_note(path)
+        if sample:
+            print(f"{args.task}: {sample}", file=sys.stderr)
         results = run_task(model, args.task, settings, path)
         _print_table(f"{name}: {args.task}", results)
-        payload = {"model": name, "data": str(path), "sample": note}
+        payload = {"model": name, "data": str(path), "sample": sample}
         payload["results"] = [r.to_dict() for r in results]
     if args.json:
         # whole or not at all: an earlier file of that name stays if this fails (OutputError)

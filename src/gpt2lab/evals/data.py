@@ -213,10 +213,10 @@ def _extract(archive: Path, member: str, out: BinaryIO) -> None:
             shutil.copyfileobj(file, out)
         return
     with tarfile.open(archive) as tar:
-        file = tar.extractfile(member)
-        if file is None:
+        member_file = tar.extractfile(member)
+        if member_file is None:
             raise KeyError(f"{member} is not a regular file")
-        shutil.copyfileobj(file, out)
+        shutil.copyfileobj(member_file, out)
 
 
 # --- readers ----------------------------------------------------------------------------------

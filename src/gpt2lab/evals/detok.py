@@ -57,9 +57,10 @@ def _chain(*groups: Group) -> Group:
     """The groups' rules in order; their inverses in the reverse order."""
     inverses = [inverse for _, inverse in reversed(groups)]
     forward = [rule for rules, _ in groups for rule in rules]
-    if any(inverse is None for inverse in inverses):
+    known = [inverse for inverse in inverses if inverse is not None]
+    if len(known) < len(inverses):
         return forward, None
-    return forward, [rule for inverse in inverses for rule in inverse]
+    return forward, [rule for inverse in known for rule in inverse]
 
 
 DETOKENIZERS: dict[str, Group] = {

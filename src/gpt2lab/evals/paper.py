@@ -92,13 +92,13 @@ class PaperReport:
                 ours.setdefault(key, (value, result))
         rows = []
         for key, title in COLUMNS.items():
-            value, result = ours.get(key, (None, None))
+            ours_value, ours_result = ours.get(key, (None, None))
             rows.append(
                 {
                     "column": title,
-                    "gpt2lab": value,
+                    "gpt2lab": ours_value,
                     "paper": TABLE3[self.size][key],
-                    "settings": result.describe() if result is not None else None,
+                    "settings": ours_result.describe() if ours_result is not None else None,
                 }
             )
         return rows

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import UsageError
 from .bpb import UNITS, evaluate_bits
@@ -41,7 +41,7 @@ class Settings:
     stop_filter: bool = False
     progress: bool = False
 
-    def replace(self, **changes: object) -> Settings:
+    def replace(self, **changes: Any) -> Settings:
         return dataclasses.replace(self, **changes)
 
 
@@ -75,7 +75,7 @@ def run_task(model: GPT2, task: str, s: Settings, path: Path | None = None) -> l
     found (``task_data``)."""
     split = task_split(task, s)
     path = path or task_data(task, s)
-    common = {"batch_size": s.batch_size, "limit": s.limit, "progress": s.progress}
+    common: dict[str, Any] = {"batch_size": s.batch_size, "limit": s.limit, "progress": s.progress}
     windows = {**common, "context": s.context, "stride": s.stride}
     if task == "lambada":
         switches = {"last_token": s.last_token, "stop_filter": s.stop_filter}

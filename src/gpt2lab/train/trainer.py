@@ -24,6 +24,8 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from torch import Tensor
+from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from ..errors import UsageError
@@ -139,7 +141,8 @@ def train_step(run: Run) -> tuple[float, float]:
     for micro in range(cfg.grad_accum):
         x, y = run.sampler.windows(mine[micro], run.device)
         sync = micro == cfg.grad_accum - 1 or ddp.world == 1  # DDP: average gradients once
-        with nullcontext() if sync else run.net.no_sync(), run.autocast():
+        ddp_net = run.net if isinstance(run.net, DistributedDataParallel) else None
+        with nullcontext() if sync or ddp_net is None else ddp_net.no_sync(), run.autocast():
             loss = language_model_loss(run.net, x, y) / cfg.grad_accum
         run.scaler.scale(loss).backward()
         loss_sum += loss.detach()
@@ -204,7 +207,7 @@ def record(run: Run, lr: float, train_loss: float, bar: tqdm) -> None:
 
 def checkpoint(run: Run) -> Path | None:
     """Save a checkpoint: a collective, every process takes part, the first one writes."""
-    rng = [torch.get_rng_state()]
+    rng: list[Tensor | None] = [torch.get_rng_state()]
     if run.ddp.world > 1:
         rng = [None] * run.ddp.world
         dist.all_gather_object(rng, torch.get_rng_state())

@@ -125,9 +125,10 @@ def _lens_tables(lens: LogitLens) -> str:
     rows = []
     for point, tokens, probs in zip(lens.points, lens.top_tokens, lens.top_probs.tolist()):
         cells = []
-        for top, p in zip(tokens, probs):
-            body = f'{_tok(top[0])}<span class="p">{p[0]:.2f}</span>'
-            cells.append(_cell(p[0], body, ", ".join(f"{t!r} {q:.3f}" for t, q in zip(top, p))))
+        for candidates, p in zip(tokens, probs):
+            body = f'{_tok(candidates[0])}<span class="p">{p[0]:.2f}</span>'
+            tip = ", ".join(f"{t!r} {q:.3f}" for t, q in zip(candidates, p))
+            cells.append(_cell(p[0], body, tip))
         rows.append(_row(f"<th>{escape(short_name(point))}</th>", *cells))
     top = (
         "<h2>Logit lens</h2>\n"

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -33,6 +33,7 @@ from . import PROBABILITY_COLOURS, ink
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.transforms import Bbox
+    from matplotlib.typing import RcKeyType
     from torch import Tensor
 
     from ..embeddings import PositionMap, WordMap
@@ -52,7 +53,7 @@ class PlotStyle:
     charts are also stretched to at least ``wide`` (width / height); heatmaps keep square cells.
     """
 
-    rc: dict[str, float] = field(default_factory=dict)
+    rc: dict[RcKeyType, float] = field(default_factory=dict)
     scale: float = 1.0
     wide: float = 0.0
 
@@ -182,7 +183,8 @@ def _label_points(ax: Axes, xy: np.ndarray, labels: Sequence[str]) -> None:
     labels written on top of each other cannot be read.
     """
     ax.apply_aspect()  # fix the final data-to-pixel scale before measuring texts
-    renderer = ax.figure.canvas.get_renderer()
+    # Figures here draw on the Agg canvas, which has get_renderer; FigureCanvasBase's stubs lack it.
+    renderer = ax.figure.canvas.get_renderer()  # type: ignore[attr-defined]
     placed: list[Bbox] = []
     for label, point in zip(labels, xy):
         for offset, ha, va in _LABEL_SPOTS:
@@ -254,7 +256,12 @@ def _token_labels(tokens: Sequence[str]) -> list[str]:
 
 
 # Tick labels written at a slant, ending under their tick; "$" in a token is not mathtext.
-_SLANTED = {"rotation": 35, "ha": "right", "rotation_mode": "anchor", "parse_math": False}
+_SLANTED: dict[str, Any] = {
+    "rotation": 35,
+    "ha": "right",
+    "rotation_mode": "anchor",
+    "parse_math": False,
+}
 
 
 def next_token_bars(ins: Inspection) -> Figure:
@@ -284,7 +291,12 @@ def logit_lens_grid(lens: LogitLens, title: str | None = None) -> Figure:
     image = ax.imshow(probs, cmap=PROBABILITY_COLOURS, vmin=0, vmax=1, aspect="auto")
     for p, row in enumerate(lens.top_tokens):
         for t, top in enumerate(row):
-            style = {"ha": "center", "va": "center", "fontsize": _font(8), "parse_math": False}
+            style: dict[str, Any] = {
+                "ha": "center",
+                "va": "center",
+                "fontsize": _font(8),
+                "parse_math": False,
+            }
             ax.text(t, p, repr(top[0]), color=ink(probs[p, t]), **style)
     fig.colorbar(image, ax=ax, label="probability of the top token")
     ax.set_xticks(range(n_positions), _token_labels(lens.tokens), **_SLANTED)
@@ -355,7 +367,13 @@ def attention_heatmap(trace: Trace, layer: int, head: int, *, batch: int = 0) ->
         for q, k in zip(*np.tril_indices(n)):
             value = pattern[q, k]
             ax.text(
-                k, q, f"{value:.2f}", ha="center", va="center", fontsize=_font(7), color=ink(value)
+                int(k),
+                int(q),
+                f"{value:.2f}",
+                ha="center",
+                va="center",
+                fontsize=_font(7),
+                color=ink(value),
             )
     fig.colorbar(image, ax=ax, label="attention weight")
     ax.set_xticks(range(n), labels, **_SLANTED)

@@ -68,7 +68,8 @@ def set_value_edit(model: GPT2, ids: list[int], spec: SetValue, before: list[Edi
             f"value {spec.value:g} does not fit in {paused.name}, a {value.dtype} tensor "
             f"(largest {largest:g})"
         )
-    value[(0, *spec.index)] = spec.value
+    index = (0, *spec.index)  # batch row 0
+    value[index] = spec.value
     return set_to(paused.name, value)
 
 

@@ -14,7 +14,7 @@ import functools
 import json
 import threading
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from typing import TypeVar
 
 import anyio
@@ -29,6 +29,7 @@ from ..hooks import DERIVED, describe, layer_of, step_names
 from ..inspect_view import json_numbers, step_table
 from ..lens import logit_lens
 from ..model import GPT2
+from ..prompts import tokenizer_of
 from ..tokenizer import Tokenizer
 from ..trace import Trace
 from .edits import check_finite, library_edits
@@ -115,7 +116,7 @@ def _next_tokens(model: GPT2, trace: Trace, k: int) -> list[dict]:
     top = torch.topk(_next_probs(trace), k)
     logits = trace.logits[0, -1]
     return [
-        {"id": i, "token": model.tokenizer.decode([i]), "prob": p, "logit": float(logits[i])}
+        {"id": i, "token": tokenizer_of(model).decode([i]), "prob": p, "logit": float(logits[i])}
         for p, i in zip(top.values.tolist(), top.indices.tolist())
     ]
 
@@ -209,7 +210,7 @@ class Lab:
     def partial_tokens(self, name: str) -> dict[int, str]:
         """``partial_tokens`` of a model's tokenizer, worked out once."""
         if name not in self._partial:
-            self._partial[name] = partial_tokens(self.models[name].tokenizer)
+            self._partial[name] = partial_tokens(tokenizer_of(self.models[name]))
         return self._partial[name]
 
     # --- the endpoints' work ------------------------------------------------------------------
@@ -239,7 +240,7 @@ class Lab:
     def tokenize(self, req: TokenizeRequest) -> dict:
         model = self.model(req.model)
         ids = self.ids(model, req.prompt)
-        tok = model.tokenizer
+        tok = tokenizer_of(model)
         return {
             "ids": ids,
             "tokens": [tok.id_to_token(i) for i in ids],
@@ -294,7 +295,7 @@ class Lab:
             check_index("sort_row", req.sort_row, n_rows)
             columns = _column_order(value[req.sort_row], req.descending)[columns]
         window = value[req.row_offset : req.row_offset + req.row_limit][:, columns]
-        columns = columns.tolist()
+        column_ids = columns.tolist()
         return {
             "name": req.step,
             "shape": list(full.shape),
@@ -305,8 +306,8 @@ class Lab:
             "columns": n_cols,
             "row_offset": req.row_offset,
             "col_offset": req.col_offset,
-            "column_ids": columns if axes[-1] == "V" else None,
-            "column_tokens": [model.tokenizer.decode([i]) for i in columns]
+            "column_ids": column_ids if axes[-1] == "V" else None,
+            "column_tokens": [tokenizer_of(model).decode([i]) for i in column_ids]
             if axes[-1] == "V"
             else None,
             "values": json_numbers(window),
@@ -318,7 +319,7 @@ class Lab:
 
     def sampling(self, req: SamplingRequest) -> dict:
         model, trace = self.trace(req)
-        tok = model.tokenizer
+        tok = tokenizer_of(model)
         ex = explain_sampling(trace.logits[0, -1], req.settings(), top=req.top, tokenizer=tok)
         ids = [*trace.ids[0].tolist(), ex.chosen]
         return ex.to_dict() | {
@@ -337,7 +338,7 @@ class Lab:
         rows = [
             {
                 "id": i,
-                "token": model.tokenizer.decode([i]),
+                "token": tokenizer_of(model).decode([i]),
                 "before": float(old[i]),
                 "after": float(new[i]),
             }
@@ -367,7 +368,7 @@ class Lab:
             ids, req.max_new_tokens, **settings, stream=True, edits=edits or None
         )
 
-    async def generation(self, req: GenerateRequest) -> AsyncIterator[str]:
+    async def generation(self, req: GenerateRequest) -> AsyncGenerator[str, None]:
         """The events of a generation: one per token, then "done" (or "error"). The whole
         generation holds one slot. A bad request raises before the first event."""
         async with self.slot():

@@ -184,7 +184,7 @@ def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         name = scale_name.removesuffix(SCALE)
         q, scale = state.get(name), state.pop(scale_name)
         ok = q is not None and q.dtype == torch.int8 and q.dim() == 2 and scale.dim() == 2
-        if not ok or scale.shape not in ((q.shape[0], 1), (1, q.shape[1])):
+        if q is None or not ok or scale.shape not in ((q.shape[0], 1), (1, q.shape[1])):
             raise CheckpointError(f"{scale_name} does not scale an int8 matrix {name}")
         state[name] = dequantize_matrix(q, scale)
     return state

@@ -146,7 +146,7 @@ def read_records(path: str | Path | None = None) -> dict[str, Record]:
     """The records of a tsv file; by default the table shipped with gpt2lab."""
     try:
         if path is None:
-            text = resources.files("gpt2lab").joinpath("data", RECORDS_FILE).read_text("utf-8")
+            text = (resources.files("gpt2lab") / "data" / RECORDS_FILE).read_text("utf-8")
         else:
             text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
