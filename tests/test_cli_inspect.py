@@ -187,7 +187,7 @@ def test_json_is_strict_for_masked_scores(capsys):
 def test_inspect_saves_the_pictures_in_the_chosen_style(capsys, tmp_path, tiny):
     from PIL import Image
 
-    from gpt2lab.inspect_view import inspect_prompt
+    from gpt2lab.inspection import inspect_prompt
     from gpt2lab.viz import plots
 
     folder = tmp_path / "slides"

@@ -34,7 +34,9 @@ ALLOWED |= {
     # Jupyter's rich display: each object is drawn by the HTML module above it.
     ("gpt2lab.tracing", "Trace._repr_html_", "gpt2lab.viz.html"),
     ("gpt2lab.lens", "LogitLens._repr_html_", "gpt2lab.viz.html"),
-    ("gpt2lab.inspect_view", "Inspection._repr_html_", "gpt2lab.viz.html"),
+    ("gpt2lab.inspection", "Inspection._repr_html_", "gpt2lab.viz.html"),
+    # Its JSON form, for `gpt2lab inspect --json`, is drawn by the JSON view above it.
+    ("gpt2lab.inspection", "Inspection.to_dict", "gpt2lab.viz.web_json"),
 }
 
 

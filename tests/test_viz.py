@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 
 from gpt2lab.errors import OutputError, UsageError
-from gpt2lab.inspect_view import inspect_prompt
+from gpt2lab.inspection import inspect_prompt
 from gpt2lab.lens import direct_logit_attribution, lens_points, logit_lens
 from gpt2lab.viz import PLOT_STYLES, plots
 

@@ -13,7 +13,7 @@ import torch
 from gpt2lab.cli import main
 from gpt2lab.errors import UsageError
 from gpt2lab.generate import SamplingSettings, explain_sampling
-from gpt2lab.inspect_view import inspect_prompt
+from gpt2lab.inspection import inspect_prompt
 from gpt2lab.lens import logit_lens
 from gpt2lab.viz.html import inspection_html, write_html
 

@@ -17,8 +17,8 @@ from sse import events
 from gpt2lab.cli import serve as serve_cli
 from gpt2lab.errors import UsageError
 from gpt2lab.generate import SamplingSettings, explain_sampling
-from gpt2lab.hooks import step_names
-from gpt2lab.inspect_view import step_table
+from gpt2lab.hooks import describe, step_names
+from gpt2lab.inspection import step_table
 from gpt2lab.lens import logit_lens
 from gpt2lab.trace import ablate_head, ablate_mlp, add_vector, scale_neuron, steering_vector
 from gpt2lab.web.app import create_app
@@ -95,6 +95,12 @@ def test_run_gives_tokens_steps_and_the_softmax_of_the_logits(client, tiny):
     assert names[-6:] == [*final, "hook_logits", "hook_probs"]
     for step in answer["steps"]:
         assert step["shape"] == list(trace[step["name"]].shape)
+        described = describe(step["name"])  # the page's headings come from hooks.STEPS
+        assert (step["axes"], step["formula"], step["title"]) == (
+            described.shape,
+            described.formula,
+            described.title,
+        )
     probs = next_probs(trace.logits)
     top = torch.topk(probs, 5)
     assert [n["id"] for n in answer["next"]] == top.indices.tolist()

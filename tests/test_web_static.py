@@ -53,3 +53,13 @@ def test_each_module_is_served_as_javascript(client, script: Path):
         "text/javascript",
         "application/javascript",
     }
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_step_titles_live_in_the_library_not_in_the_page(script: Path):
+    # the page heads each step's cell with the title the API gives from hooks.STEPS
+    from gpt2lab.hooks import STEPS
+
+    text = script.read_text(encoding="utf-8")
+    copied = [s.title for s in STEPS if f'"{s.title}"' in text]
+    assert not copied, f"{script.name} keeps its own copy of step titles: {copied}"

@@ -35,47 +35,126 @@ HookFn = Callable[[Tensor, str], "Tensor | None"]
 
 @dataclass(frozen=True)
 class Step:
-    """One named step: its name (``{L}`` stands for the layer), the shape, and the formula."""
+    """One named step: its name (``{L}`` stands for the layer), the shape, the formula, and a
+    title in words (the heading the web page and the views give it)."""
 
     name: str
     shape: str
     formula: str
+    title: str
 
 
-def _layer_norm_steps(prefix: str, of: str) -> list[Step]:
+def _layer_norm_steps(prefix: str, of: str, title: str) -> list[Step]:
     return [
-        Step(f"{prefix}.hook_mean", "[B, T, 1]", f"μ = mean({of}) over channels"),
-        Step(f"{prefix}.hook_var", "[B, T, 1]", f"σ² = mean(({of} - μ)²) over channels"),
-        Step(f"{prefix}.hook_normalized", "[B, T, C]", f"x̂ = ({of} - μ) / sqrt(σ² + ε)"),
-        Step(f"{prefix}.hook_out", "[B, T, C]", "x̂ · g + b  (learned gain and bias)"),
+        Step(f"{prefix}.hook_mean", "[B, T, 1]", f"μ = mean({of}) over channels", f"{title}: mean"),
+        Step(
+            f"{prefix}.hook_var",
+            "[B, T, 1]",
+            f"σ² = mean(({of} - μ)²) over channels",
+            f"{title}: variance",
+        ),
+        Step(
+            f"{prefix}.hook_normalized",
+            "[B, T, C]",
+            f"x̂ = ({of} - μ) / sqrt(σ² + ε)",
+            f"{title}: normalized",
+        ),
+        Step(
+            f"{prefix}.hook_out",
+            "[B, T, C]",
+            "x̂ · g + b  (learned gain and bias)",
+            f"{title}: gain and bias",
+        ),
     ]
 
 
 # B batch, T positions, S positions attended to, C n_embd, H heads, D head size, V vocabulary.
 STEPS: tuple[Step, ...] = (
-    Step("hook_embed", "[B, T, C]", "W_E[ids]: token embedding"),
-    Step("hook_pos_embed", "[B, T, C]", "W_P[positions]: learned position embedding"),
+    Step("hook_embed", "[B, T, C]", "W_E[ids]: token embedding", "Token embeddings W_E[ids]"),
     Step(
-        "blocks.{L}.hook_resid_pre", "[B, T, C]", "embed + pos_embed, or the previous block's out"
+        "hook_pos_embed",
+        "[B, T, C]",
+        "W_P[positions]: learned position embedding",
+        "Position embeddings W_P[positions]",
     ),
-    *_layer_norm_steps("blocks.{L}.ln1", "x"),
-    Step("blocks.{L}.attn.hook_q", "[B, H, T, D]", "q = ln1(x) @ W_Q + b_Q, split into heads"),
-    Step("blocks.{L}.attn.hook_k", "[B, H, T, D]", "k = ln1(x) @ W_K + b_K, split into heads"),
-    Step("blocks.{L}.attn.hook_v", "[B, H, T, D]", "v = ln1(x) @ W_V + b_V, split into heads"),
-    Step("blocks.{L}.attn.hook_attn_scores", "[B, H, T, S]", "q @ kᵀ / sqrt(D)"),
-    Step("blocks.{L}.attn.hook_masked_scores", "[B, H, T, S]", "scores, -inf where key > query"),
-    Step("blocks.{L}.attn.hook_pattern", "[B, H, T, S]", "softmax(masked scores) over keys"),
-    Step("blocks.{L}.attn.hook_z", "[B, H, T, D]", "z = pattern @ v"),
-    Step("blocks.{L}.hook_attn_out", "[B, T, C]", "concat heads(z) @ W_O + b_O"),
-    Step("blocks.{L}.hook_resid_mid", "[B, T, C]", "x + attn_out"),
-    *_layer_norm_steps("blocks.{L}.ln2", "resid_mid"),
-    Step("blocks.{L}.mlp.hook_pre", "[B, T, 4C]", "ln2(resid_mid) @ W_in + b_in"),
-    Step("blocks.{L}.mlp.hook_post", "[B, T, 4C]", "gelu(pre)"),
-    Step("blocks.{L}.hook_mlp_out", "[B, T, C]", "post @ W_out + b_out"),
-    Step("blocks.{L}.hook_resid_post", "[B, T, C]", "resid_mid + mlp_out"),
-    *_layer_norm_steps("ln_final", "resid_post of the last block"),
-    Step("hook_logits", "[B, T, V]", "ln_final(x) @ W_Eᵀ  (the tied unembedding W_U)"),
-    Step("hook_probs", "[B, T, V]", "softmax(logits): the next-token distribution (trace only)"),
+    Step(
+        "blocks.{L}.hook_resid_pre",
+        "[B, T, C]",
+        "embed + pos_embed, or the previous block's out",
+        "Residual stream entering the block",
+    ),
+    *_layer_norm_steps("blocks.{L}.ln1", "x", "Layer norm 1"),
+    Step(
+        "blocks.{L}.attn.hook_q",
+        "[B, H, T, D]",
+        "q = ln1(x) @ W_Q + b_Q, split into heads",
+        "Queries",
+    ),
+    Step(
+        "blocks.{L}.attn.hook_k", "[B, H, T, D]", "k = ln1(x) @ W_K + b_K, split into heads", "Keys"
+    ),
+    Step(
+        "blocks.{L}.attn.hook_v",
+        "[B, H, T, D]",
+        "v = ln1(x) @ W_V + b_V, split into heads",
+        "Values",
+    ),
+    Step(
+        "blocks.{L}.attn.hook_attn_scores", "[B, H, T, S]", "q @ kᵀ / sqrt(D)", "Attention scores"
+    ),
+    Step(
+        "blocks.{L}.attn.hook_masked_scores",
+        "[B, H, T, S]",
+        "scores, -inf where key > query",
+        "Causal mask",
+    ),
+    Step(
+        "blocks.{L}.attn.hook_pattern",
+        "[B, H, T, S]",
+        "softmax(masked scores) over keys",
+        "Attention pattern",
+    ),
+    Step("blocks.{L}.attn.hook_z", "[B, H, T, D]", "z = pattern @ v", "Weighted values z"),
+    Step(
+        "blocks.{L}.hook_attn_out",
+        "[B, T, C]",
+        "concat heads(z) @ W_O + b_O",
+        "Attention output",
+    ),
+    Step(
+        "blocks.{L}.hook_resid_mid",
+        "[B, T, C]",
+        "x + attn_out",
+        "Residual stream after attention",
+    ),
+    *_layer_norm_steps("blocks.{L}.ln2", "resid_mid", "Layer norm 2"),
+    Step(
+        "blocks.{L}.mlp.hook_pre",
+        "[B, T, 4C]",
+        "ln2(resid_mid) @ W_in + b_in",
+        "MLP: first linear layer",
+    ),
+    Step("blocks.{L}.mlp.hook_post", "[B, T, 4C]", "gelu(pre)", "MLP: GELU"),
+    Step("blocks.{L}.hook_mlp_out", "[B, T, C]", "post @ W_out + b_out", "MLP output"),
+    Step(
+        "blocks.{L}.hook_resid_post",
+        "[B, T, C]",
+        "resid_mid + mlp_out",
+        "Residual stream leaving the block",
+    ),
+    *_layer_norm_steps("ln_final", "resid_post of the last block", "Final layer norm"),
+    Step(
+        "hook_logits",
+        "[B, T, V]",
+        "ln_final(x) @ W_Eᵀ  (the tied unembedding W_U)",
+        "Logits",
+    ),
+    Step(
+        "hook_probs",
+        "[B, T, V]",
+        "softmax(logits): the next-token distribution (trace only)",
+        "Probabilities",
+    ),
 )
 DERIVED = frozenset({"hook_probs"})  # computed by a trace from the logits, not inside forward()
 

@@ -114,7 +114,8 @@ def cmd_info(args: argparse.Namespace) -> None:
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
-    from ..inspect_view import render_steps, step_table
+    from ..inspection import step_table
+    from ..viz.terminal import render_steps
 
     config = None
     if args.model is not None:
@@ -134,7 +135,8 @@ def cmd_steps(args: argparse.Namespace) -> None:
 
 def cmd_inspect(args: argparse.Namespace) -> None:
     from ..generate import SamplingSettings
-    from ..inspect_view import inspect_prompt, render_inspection
+    from ..inspection import inspect_prompt
+    from ..viz.terminal import render_inspection
 
     given = {
         flag: getattr(args, flag)

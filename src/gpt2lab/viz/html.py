@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import OutputError, UsageError
-from . import PROBABILITY_COLOURS, ink
+from . import PROBABILITY_COLOURS, STEP_COLUMNS, ink
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from ..generate import SamplingExplanation
-    from ..inspect_view import Inspection, StepValues
+    from ..inspection import Inspection, StepValues
     from ..lens import LogitLens
     from ..trace import Trace
 
@@ -279,8 +279,6 @@ def _attention_section(ins: Inspection, overview: Trace | None) -> str:
 
 
 def _step_section(step: StepValues) -> str:
-    from ..inspect_view import STEP_COLUMNS
-
     frame = step.frame.iloc[:, :STEP_COLUMNS]
     more = frame.shape[1] < step.frame.shape[1]
     rows = [_header("", *(escape(str(c)) for c in frame.columns), *(["…"] if more else []))]

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from ..embeddings import PositionMap, WordMap
-    from ..inspect_view import Inspection
+    from ..inspection import Inspection
     from ..lens import Attribution, LogitLens
     from ..trace import Trace
 

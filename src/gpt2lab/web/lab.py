@@ -26,12 +26,13 @@ from torch import Tensor
 from ..errors import GPT2LabError, UsageError, check_index
 from ..generate import explain_sampling, prompt_ids
 from ..hooks import DERIVED, describe, layer_of, step_names
-from ..inspect_view import json_numbers, step_table
+from ..inspection import step_table
 from ..lens import logit_lens
 from ..model import GPT2
 from ..prompts import tokenizer_of
 from ..tokenizer import Tokenizer
 from ..trace import Trace
+from ..viz.web_json import json_numbers, step_json
 from .edits import check_finite, library_edits
 from .schemas import (
     CHARS_PER_TOKEN,
@@ -256,13 +257,8 @@ class Lab:
             "tokens": trace.tokens(),
             "layer": req.layer,
             "steps": [
-                {
-                    "name": name,
-                    # hook_probs is computed on first use; it has the logits' shape
-                    "shape": list((trace.logits if name in DERIVED else trace[name]).shape),
-                    "axes": describe(name).shape,
-                    "formula": describe(name).formula,
-                }
+                # hook_probs is computed on first use; it has the logits' shape
+                step_json(name, list((trace.logits if name in DERIVED else trace[name]).shape))
                 for name in shown
             ],
             "next": _next_tokens(model, trace, req.k),

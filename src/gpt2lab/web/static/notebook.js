@@ -16,43 +16,6 @@ import { EMPTY_PROMPT, actions, state, tokenText } from "./state.js";
 /** @typedef {import("./types.js").Word} Word */
 /** @typedef {import("./state.js").Cell} Cell */
 
-/** @type {Record<string, string>} */
-const TITLES = {
-  hook_embed: "Token embeddings W_E[ids]",
-  hook_pos_embed: "Position embeddings W_P[positions]",
-  hook_resid_pre: "Residual stream entering the block",
-  "ln1.hook_mean": "Layer norm 1: mean of each position",
-  "ln1.hook_var": "Layer norm 1: variance",
-  "ln1.hook_normalized": "Layer norm 1: normalized",
-  "ln1.hook_out": "Layer norm 1: gain and bias",
-  "attn.hook_q": "Queries",
-  "attn.hook_k": "Keys",
-  "attn.hook_v": "Values",
-  "attn.hook_attn_scores": "Attention scores",
-  "attn.hook_masked_scores": "Causal mask",
-  "attn.hook_pattern": "Attention pattern",
-  "attn.hook_z": "Weighted values z",
-  hook_attn_out: "Attention output",
-  hook_resid_mid: "Residual stream after attention",
-  "ln2.hook_mean": "Layer norm 2: mean",
-  "ln2.hook_var": "Layer norm 2: variance",
-  "ln2.hook_normalized": "Layer norm 2: normalized",
-  "ln2.hook_out": "Layer norm 2: gain and bias",
-  "mlp.hook_pre": "MLP: first linear layer",
-  "mlp.hook_post": "MLP: GELU",
-  hook_mlp_out: "MLP output",
-  hook_resid_post: "Residual stream leaving the block",
-  "ln_final.hook_mean": "Final layer norm: mean",
-  "ln_final.hook_var": "Final layer norm: variance",
-  "ln_final.hook_normalized": "Final layer norm: normalized",
-  "ln_final.hook_out": "Final layer norm: gain and bias",
-  hook_logits: "Logits",
-  hook_probs: "Probabilities",
-};
-
-/** @param {string} name a hook name without its block */
-const shortName = (name) => name.replace(/^blocks\.\d+\./, "");
-
 /**
  * The heading a step's cell is under.
  * @param {string} name
@@ -78,7 +41,7 @@ function cellList(run) {
     { key: "ids", group: "Input", title: "Tokens → ids", render: renderIds },
   ];
   for (const step of run.steps) {
-    const title = TITLES[shortName(step.name)];
+    const { title } = step; // from the library's table of steps (hooks.STEPS)
     cells.push({ key: step.name, group: groupOf(step.name), title, step, render: renderStep });
   }
   cells.push(

@@ -58,6 +58,7 @@
  * @property {number[]} shape
  * @property {string} axes like "[B, T, C]"
  * @property {string} formula
+ * @property {string} title the heading of its cell, from hooks.STEPS
  */
 
 /**

@@ -1,26 +1,23 @@
-"""Terminal views of GPT-2's insides: the table of named steps and `gpt2lab inspect`.
+"""What `gpt2lab inspect` and `gpt2lab steps` show, as data: the table of named steps and one
+inspection of a prompt.
 
 ``step_table`` and ``inspect_prompt`` gather library results (the STEPS table, one traced forward
-pass, the logit lens, the sampling lab) into plain objects; ``render_steps`` and
-``render_inspection`` draw them as rich tables. The CLI only parses arguments and prints these.
+pass, the logit lens, the sampling lab) into plain objects. gpt2lab.viz draws them: as rich
+tables in a terminal (``viz.terminal``), HTML (``viz.html``), matplotlib figures (``viz.plots``)
+and JSON for the web page and ``--json`` (``viz.web_json``).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from .errors import UsageError, check_index
-from .hooks import STEPS, Step, describe, short_name
+from .hooks import STEPS, Step, describe
 
 if TYPE_CHECKING:
     import pandas as pd
-    from rich.console import Console
-    from rich.table import Table
     from torch import Tensor
 
     from .config import GPT2Config
@@ -28,9 +25,6 @@ if TYPE_CHECKING:
     from .lens import LogitLens
     from .model import GPT2
     from .trace import Trace
-
-STEP_COLUMNS = 8  # channels of a step shown in the terminal; --json has them all
-_EIGHTHS = ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")
 
 
 # --- gpt2lab steps ----------------------------------------------------------------------------
@@ -57,19 +51,10 @@ def step_table(config: GPT2Config | None = None, layer: int | None = None) -> li
             step.name if layer is None else step.name.replace("{L}", str(layer)),
             step.shape if config is None else _sized(step.shape, config),
             step.formula,
+            step.title,
         )
         for step in STEPS
     ]
-
-
-def render_steps(steps: list[Step], console: Console, title: str) -> None:
-    from rich.text import Text
-
-    table = _table(title, "step", "shape", "formula")
-    for step in steps:
-        table.add_row(Text(step.name), Text(step.shape), Text(step.formula))
-    console.print(table)
-    console.print(Text("B batch, T positions, S keys, C width, H heads, D head size, V vocabulary"))
 
 
 # --- gpt2lab inspect --------------------------------------------------------------------------
@@ -141,28 +126,10 @@ class Inspection:
     patterns: Trace | None = None  # every head's pattern (``all_heads=True``), for an overview
 
     def to_dict(self) -> dict:
-        return {
-            "tokens": self.tokens,
-            "ids": self.ids,
-            "next": {"ids": self.next_ids, "tokens": self.next_tokens, "probs": self.next_probs},
-            "lens": self.lens.to_dict(),
-            "attention": {
-                "layer": self.layer,
-                "head": self.head,
-                "pattern": self.attention.to_numpy().tolist(),
-            },
-            "step": None
-            if self.step is None
-            else {
-                "name": self.step.name,
-                "shape": list(self.step.values.shape),
-                "formula": self.step.formula,
-                "values": json_numbers(self.step.values),
-            },
-            "sampling": None
-            if self.sampling is None
-            else self.sampling.to_dict() | {"chosen_token": self.sampled_token},
-        }
+        """The inspection as JSON-ready lists and numbers (``gpt2lab inspect --json``)."""
+        from .viz.web_json import inspection_json
+
+        return inspection_json(self)
 
     def settings(self) -> dict[str, object]:
         """Every setting this inspection was made with, by ``inspect_prompt``'s argument names
@@ -183,14 +150,6 @@ class Inspection:
         from .viz.html import inspection_html
 
         return inspection_html(self, standalone=False)
-
-
-def json_numbers(values: Tensor) -> list:
-    """Nested lists for strict JSON: -inf (masked attention scores) and NaN become null."""
-    array = values.cpu().numpy()
-    out = array.astype(object)
-    out[~np.isfinite(array)] = None
-    return out.tolist()
 
 
 def inspect_prompt(
@@ -254,128 +213,3 @@ def inspect_prompt(
         target=target,
         patterns=trace if all_heads else None,
     )
-
-
-def _bar(p: float, width: int = 20) -> str:
-    """A probability as a bar of block characters, to 1/8 of a character."""
-    full, part = divmod(round(p * width * 8), 8)
-    return "█" * full + _EIGHTHS[part]
-
-
-def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
-    """A table whose title and headers print as written: Text, since a token such as "[b]"
-    would otherwise be read as rich markup."""
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=Text(title), title_justify="left")
-    for col in columns:
-        table.add_column(Text(col), justify="right" if col in right else "left")
-    return table
-
-
-def _tokens_table(ins: Inspection) -> Table:
-    from rich.text import Text
-
-    table = _table(f"{len(ins.ids)} tokens", "#", "token", "id", right=("#", "id"))
-    for t, (token, i) in enumerate(zip(ins.tokens, ins.ids)):
-        table.add_row(str(t), Text(repr(token)), str(i))
-    return table
-
-
-def _next_table(ins: Inspection) -> Table:
-    from rich.text import Text
-
-    table = _table(
-        f"next token after {ins.tokens[-1]!r}", "token", "id", "p", "", right=("id", "p")
-    )
-    for token, i, p in zip(ins.next_tokens, ins.next_ids, ins.next_probs):
-        table.add_row(Text(repr(token)), str(i), f"{p:.3f}", _bar(p))
-    return table
-
-
-def _lens_tables(lens: LogitLens) -> list[Table]:
-    """The top token and its probability at every point and position; with a target, also its
-    rank there."""
-    short = {point: short_name(point) for point in lens.points}
-    title = "logit lens: the most likely next token if the model stopped at each point"
-    tables = [_frame_table(title, lens.to_frame("top").rename(index=short))]
-    if lens.target_rank is not None:
-        title = "rank of the target token (0: the top token; -1: no target there)"
-        tables.append(_frame_table(title, lens.to_frame("rank").rename(index=short)))
-    return tables
-
-
-def _cell(value: object, digits: int) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, numbers.Integral):
-        return str(value)
-    return f"{value:.{digits}f}"
-
-
-def _frame_table(
-    title: str, frame: pd.DataFrame, *, digits: int = 2, causal: bool = False, columns: int = 0
-) -> Table:
-    """A pandas table as a rich one: ``columns`` > 0 keeps that many columns and adds "…";
-    ``causal`` leaves the cells above the diagonal (keys after the query) empty."""
-    from rich.text import Text
-
-    kept = frame.iloc[:, :columns] if 0 < columns < frame.shape[1] else frame
-    more = ["…"] if kept is not frame else []
-    names = [str(c) for c in kept.columns] + more
-    table = _table(title, "", *names, right=tuple(names))
-    for q, (label, row) in enumerate(kept.iterrows()):
-        cells = [Text("" if causal and k > q else _cell(v, digits)) for k, v in enumerate(row)]
-        table.add_row(Text(str(label)), *cells, *more)
-    return table
-
-
-def _sampling_table(ex: SamplingExplanation) -> Table:
-    from rich.text import Text
-
-    s = ex.settings
-    title = (
-        f"sampling the next token: temperature {s.temperature}, top-k {s.top_k or 'off'}, "
-        f"top-p {s.top_p or 'off'}, seed {s.seed}"
-    )
-    columns = ("token", "id", "logit", "logit/T", "p before", "top-k", "top-p", "final p")
-    table = _table(title, *columns, right=("id", "logit", "logit/T", "p before", "final p"))
-    for r in ex.rows:
-        table.add_row(
-            Text(repr(r.token)),
-            str(r.token_id),
-            f"{r.logit:.3f}",
-            f"{r.scaled_logit:.3f}",
-            f"{r.prob_before:.3f}",
-            "kept" if r.kept_top_k else "cut",
-            "kept" if r.kept_top_p else "cut",
-            f"{r.prob:.3f}",
-        )
-    return table
-
-
-def render_inspection(ins: Inspection, console: Console) -> None:
-    from rich.text import Text
-
-    console.print(_tokens_table(ins))
-    console.print(_next_table(ins))
-    for table in _lens_tables(ins.lens):
-        console.print(table)
-    title = f"attention pattern of head {ins.head} in block {ins.layer} (rows: queries)"
-    console.print(_frame_table(title, ins.attention, digits=2, causal=True))
-    if ins.step is not None:
-        step = ins.step
-        which = "" if step.head is None else f", head {step.head}"
-        console.print(Text(f"{step.name}  shape {list(step.values.shape)}{which}\n{step.formula}"))
-        console.print(_frame_table(step.name, step.frame, digits=3, columns=STEP_COLUMNS))
-    if ins.sampling is not None:
-        ex = ins.sampling
-        console.print(_sampling_table(ex))
-        console.print(
-            Text(
-                f"top-k keeps {ex.kept_top_k} tokens, top-p {ex.effective_k} (the effective k), "
-                f"{ex.mass_kept:.1%} of the probability; chosen: id {ex.chosen} "
-                f"{ins.sampled_token!r} (p {ex.chosen_prob:.3f})"
-            )
-        )

@@ -1,0 +1,63 @@
+"""JSON views: what the web page and ``gpt2lab inspect --json`` read, as strict JSON (lists,
+numbers, null; never NaN or Infinity, which browsers' JSON.parse refuses)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..hooks import describe
+
+if TYPE_CHECKING:
+    from torch import Tensor
+
+    from ..inspection import Inspection
+
+
+def json_numbers(values: Tensor) -> list:
+    """Nested lists for strict JSON: -inf (masked attention scores) and NaN become null."""
+    array = values.cpu().numpy()
+    out = array.astype(object)
+    out[~np.isfinite(array)] = None
+    return out.tolist()
+
+
+def step_json(name: str, shape: list[int]) -> dict:
+    """A step of a run as the page lists it: its full name and shape, the symbolic axes, the
+    formula, and the title its cell is headed with (all from hooks.STEPS)."""
+    step = describe(name)
+    return {
+        "name": name,
+        "shape": shape,
+        "axes": step.shape,
+        "formula": step.formula,
+        "title": step.title,
+    }
+
+
+def inspection_json(ins: Inspection) -> dict:
+    """Everything an ``Inspection`` shows, for ``gpt2lab inspect --json``."""
+    step = ins.step
+    return {
+        "tokens": ins.tokens,
+        "ids": ins.ids,
+        "next": {"ids": ins.next_ids, "tokens": ins.next_tokens, "probs": ins.next_probs},
+        "lens": ins.lens.to_dict(),
+        "attention": {
+            "layer": ins.layer,
+            "head": ins.head,
+            "pattern": ins.attention.to_numpy().tolist(),
+        },
+        "step": None
+        if step is None
+        else {
+            "name": step.name,
+            "shape": list(step.values.shape),
+            "formula": step.formula,
+            "values": json_numbers(step.values),
+        },
+        "sampling": None
+        if ins.sampling is None
+        else ins.sampling.to_dict() | {"chosen_token": ins.sampled_token},
+    }
