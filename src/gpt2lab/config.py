@@ -644,6 +644,34 @@ def kv_cache_bytes_per_token(config: GPT2Config, bytes_per_value: int = 4) -> in
     return 2 * config.n_layer * config.n_key_value_heads * config.head_dim * bytes_per_value
 
 
+def describe(config: GPT2Config) -> dict[str, int | str]:
+    """The architecture in a few words per row, as ``gpt2lab info`` shows it side by side."""
+    c = config
+    positions: str = c.positions
+    if c.positions == "rope":
+        positions = f"rope θ={c.rope_theta:,g}"
+        if c.partial_rotary_factor != 1:
+            positions += f" on {c.rotary_dim} of {c.head_dim} dims"
+        if c.rope_scaling is not None:
+            positions += f", {c.rope_scaling.rope_type} ×{c.rope_scaling.factor:g}"
+    biases = [b.removesuffix("_bias") for b in BIASES if getattr(c, b)]
+    return {
+        "layers": c.n_layer,
+        "width": c.n_embd,
+        "heads": c.n_head,
+        "kv heads": c.n_key_value_heads,
+        "head size": c.head_dim,
+        "MLP hidden": c.d_mlp,
+        "context": c.n_positions,
+        "vocabulary": c.vocab_size,
+        "positions": positions,
+        "norm": f"{c.norm}, {c.norm_position}" + ("" if c.final_norm else ", no final"),
+        "activation": c.activation,
+        "biases": "all" if len(biases) == len(BIASES) else ", ".join(biases) or "none",
+        "output layer": "tied" if c.tie_word_embeddings else "separate",
+    }
+
+
 # --- known architectures -------------------------------------------------------------------------
 def _llama3(**sizes: Any) -> GPT2Config:
     """Llama 3.x: vocabulary 128,256, RoPE θ = 500,000 with Llama 3 scaling, 8 key/value heads."""
