@@ -649,7 +649,8 @@ def describe(config: GPT2Config) -> dict[str, int | str]:
     c = config
     positions: str = c.positions
     if c.positions == "rope":
-        positions = f"rope θ={c.rope_theta:,g}"
+        theta = c.rope_theta
+        positions = f"rope θ={theta:,.0f}" if theta == int(theta) else f"rope θ={theta:g}"
         if c.partial_rotary_factor != 1:
             positions += f" on {c.rotary_dim} of {c.head_dim} dims"
         if c.rope_scaling is not None:
