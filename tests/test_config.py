@@ -211,6 +211,20 @@ def test_transformers_reads_what_we_write(name, model_type):
     assert ours == config
 
 
+def test_gpt1_gelu_is_the_tanh_form():
+    """GPT-1's config says afn "gelu", and transformers (like OpenAI's code) runs the tanh form."""
+    from transformers.activations import gelu_new
+    from transformers.models.openai.modeling_openai import ACT_FNS
+
+    assert ACT_FNS["gelu"] is gelu_new
+    assert PRESETS["gpt1"].activation == "gelu_tanh"
+    assert PRESETS["gpt1"].to_hf_dict()["afn"] == "gelu"
+    assert GPT2Config.from_hf_dict({"model_type": "openai-gpt", "afn": "relu"}).activation == "relu"
+    with pytest.raises(CheckpointError, match="afn='silu'"):
+        GPT2Config.from_hf_dict({"model_type": "openai-gpt", "afn": "silu"})
+    assert PRESETS["gpt1"].replace(activation="gelu").hf_model_type == "gpt2lab"
+
+
 def test_llama3_rope_scaling_reaches_transformers():
     from transformers import AutoConfig
 
@@ -241,6 +255,14 @@ def test_a_mix_is_written_as_gpt2lab():
     assert GPT2Config.from_hf_dict(d) == config
     with pytest.raises(CheckpointError, match=r"unknown keys \['rotary'\]"):
         GPT2Config.from_hf_dict({**d, "rotary": 1})
+    rope = {**d, "positions": "rope", "rope_scaling": {"factor": 8.0}}
+    with pytest.raises(CheckpointError, match="lacks low_freq_factor"):
+        GPT2Config.from_hf_dict(rope)
+    rope["rope_scaling"] = {**RopeScaling(8.0, 1.0, 4.0, 64).to_hf_dict(), "factor": "x"}
+    with pytest.raises(CheckpointError, match="factor has the wrong type: 'x'"):
+        GPT2Config.from_hf_dict(rope)
+    with pytest.raises(CheckpointError, match="rope_scaling must be a RopeScaling, got 'x'"):
+        GPT2Config.from_hf_dict({**rope, "rope_scaling": "x"})
 
 
 @pytest.mark.parametrize(

@@ -148,6 +148,10 @@ class GPT2Config:
                 f"config: n_head ({self.n_head}) must be a multiple of n_kv_head "
                 f"({self.n_kv_head}): each key/value head serves a group of query heads"
             )
+        if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
+            raise UsageError(
+                f"config: rope_scaling must be a RopeScaling, got {self.rope_scaling!r}"
+            )
         self._check_positions()
 
     def _check_positions(self) -> None:
@@ -318,13 +322,17 @@ def _token_ids(keys: _Keys) -> dict[str, Any]:
     return {"bos_token_id": keys.get("bos_token_id", (int, type(None)), None), "eos_token_id": eos}
 
 
-# GPT-2's activation_function / GPT-1's afn names (gelu_new = gelu_pytorch_tanh = tanh form)
+# GPT-2's activation_function names (transformers' ACT2FN: gelu_new = gelu_pytorch_tanh = tanh form)
 _HF_ACTIVATIONS: dict[str, Activation] = {
     "gelu_new": "gelu_tanh",
     "gelu_pytorch_tanh": "gelu_tanh",
     "gelu": "gelu",
     "relu": "relu",
 }
+
+
+# GPT-1's afn: its "gelu" is the tanh form (OpenAI's code, and transformers' OpenAIGPT: gelu_new)
+_GPT1_ACTIVATIONS: dict[str, Activation] = {"gelu": "gelu_tanh", "relu": "relu"}
 
 
 def _activation(keys: _Keys, key: str, default: str) -> Activation:
@@ -394,6 +402,7 @@ def _json_ids(ids: int | tuple[int, ...] | None) -> int | list[int] | None:
 def _read_openai_gpt(keys: _Keys) -> GPT2Config:
     """GPT-1 (transformers' OpenAIGPTConfig): post-LN blocks, no final norm, tied output."""
     keys.only("tie_word_embeddings", (True,), True)
+    keys.only("afn", tuple(_GPT1_ACTIVATIONS), "gelu")
     return GPT2Config(
         vocab_size=keys.get("vocab_size", int, 40478),
         n_positions=keys.get("n_positions", int, keys.get("n_ctx", int, 512)),
@@ -401,7 +410,7 @@ def _read_openai_gpt(keys: _Keys) -> GPT2Config:
         n_layer=keys.get("n_layer", int, 12),
         n_head=keys.get("n_head", int, 12),
         layer_norm_epsilon=keys.get("layer_norm_epsilon", _NUMBER, 1e-5),
-        activation=_activation(keys, "afn", "gelu"),
+        activation=_GPT1_ACTIVATIONS[keys.get("afn", str, "gelu")],
         norm_position="post",
         final_norm=False,
         **_token_ids(keys),
@@ -409,7 +418,7 @@ def _read_openai_gpt(keys: _Keys) -> GPT2Config:
 
 
 def _write_openai_gpt(c: GPT2Config) -> dict[str, Any]:
-    names = {"gelu_tanh": "gelu_new", "gelu": "gelu", "relu": "relu"}
+    names = {v: k for k, v in _GPT1_ACTIVATIONS.items()}
     return {
         "model_type": "openai-gpt",
         "architectures": ["OpenAIGPTLMHeadModel"],
@@ -537,14 +546,18 @@ def _read_gpt2lab(keys: _Keys) -> GPT2Config:
     if unknown:
         raise CheckpointError(f"config.json (model_type 'gpt2lab') has unknown keys {unknown}")
     values = {name: keys.d[name] for name in fields if name in keys.d}
-    if isinstance(values.get("rope_scaling"), dict):
-        s = _Keys(values["rope_scaling"], "gpt2lab")
-        values["rope_scaling"] = RopeScaling(
-            **{f.name: s.get(f.name, object) for f in dataclasses.fields(RopeScaling)}
-        )
-    if isinstance(values.get("eos_token_id"), list):
-        values["eos_token_id"] = tuple(values["eos_token_id"])
     try:
+        if isinstance(values.get("rope_scaling"), dict):
+            s = _Keys(values["rope_scaling"], "gpt2lab")
+            values["rope_scaling"] = RopeScaling(
+                factor=s.get("factor", _NUMBER),
+                low_freq_factor=s.get("low_freq_factor", _NUMBER),
+                high_freq_factor=s.get("high_freq_factor", _NUMBER),
+                original_max_position_embeddings=s.get("original_max_position_embeddings", int),
+                rope_type=s.get("rope_type", str, "llama3"),
+            )
+        if isinstance(values.get("eos_token_id"), list):
+            values["eos_token_id"] = tuple(values["eos_token_id"])
         return GPT2Config(**values)
     except TypeError as e:  # a value of the wrong JSON type reaching an arithmetic check
         raise CheckpointError(f"config.json: {e}") from None
@@ -586,6 +599,7 @@ _FAMILIES: dict[str, Callable[[GPT2Config], bool]] = {
         and not c.final_norm
         and c.tie_word_embeddings
         and c.n_inner in (None, 4 * c.n_embd)
+        and c.activation in _GPT1_ACTIVATIONS.values()
     ),
     "llama": lambda c: _is_llama_like(c) and c.qkv_bias == c.attn_out_bias,
     "qwen2": lambda c: (
@@ -712,7 +726,6 @@ PRESETS: dict[str, GPT2Config] = {
     "gpt1": GPT2Config(
         vocab_size=40478,
         n_positions=512,
-        activation="gelu",
         norm_position="post",
         final_norm=False,
     ),
@@ -791,7 +804,7 @@ PRESET_NOTES: dict[str, str] = {
     "gpt2-medium": "OpenAI GPT-2 medium",
     "gpt2-large": "OpenAI GPT-2 large",
     "gpt2-xl": "OpenAI GPT-2 XL",
-    "gpt1": "OpenAI GPT (2018): post-LN, no final norm, exact GELU, 512 positions",
+    "gpt1": "OpenAI GPT (2018): post-LN, no final norm, 512 positions",
     "transformer-base": (
         "the decoder-only analogue of Vaswani et al.'s base model (2017): its sizes, sinusoids, "
         "post-LN and ReLU, one stack with no encoder and no cross-attention; the 37,000 "
