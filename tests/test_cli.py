@@ -86,6 +86,18 @@ def test_info_counts_parameters(capsys, small_hf):
     assert "parameters by component" in out and "attention" in out and "width" in out
 
 
+def test_info_reads_a_folders_config_alone(capsys, tmp_path):
+    """A Llama folder is described from its config.json, though the model cannot run it yet."""
+    config = gpt2lab.preset("smollm2-135m")
+    config.save_json(tmp_path / "config.json")
+    (tmp_path / "model.safetensors").write_bytes(b"")  # never read
+    code, out, _ = run(capsys, "info", "--model", str(tmp_path), "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["parameters"]["total"] == 134_515_008
+    assert info["architecture"]["kv heads"] == 3 and info["note"].startswith("config.json of")
+
+
 def test_info_compares_presets_without_weights(capsys, monkeypatch):
     def no_weights(*args, **kwargs):
         raise AssertionError("a preset needs no weights")

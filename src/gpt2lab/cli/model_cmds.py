@@ -95,14 +95,20 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
 
 
 def _info_config(name: str, args: argparse.Namespace) -> tuple[GPT2Config, str]:
-    """A preset's config (no weights), or the config of the model ``name`` loads; and a note."""
-    from ..config import PRESET_NOTES, PRESETS
+    """A preset's config, a Hugging Face folder's config.json (no weights read: a model whose
+    switches the steps do not run yet is described too), or the config of the model ``name``
+    loads; and a note saying which."""
+    from ..config import PRESET_NOTES, PRESETS, GPT2Config
+    from ..weights import resolve
+    from ..weights.hf import is_hf_folder
 
     if name in PRESETS and not Path(name).exists():
         return PRESETS[name], PRESET_NOTES[name]
+    folder = resolve(name)
+    if is_hf_folder(folder):
+        return GPT2Config.from_json_file(folder / "config.json"), f"config.json of {name}"
     args.model = name
-    config = load_model_arg(args).config
-    return config, f"loaded from {args.model}"
+    return load_model_arg(args).config, f"loaded from {name}"
 
 
 def cmd_info(args: argparse.Namespace) -> None:
