@@ -114,7 +114,8 @@ def test_the_malicious_payload_is_live(tmp_path, state):
 ENTRY_POINTS: dict[str, Callable[[Path], object]] = {
     "gpt2lab.load": gpt2lab.load,
     "verify": verify,
-    "cli info": lambda folder: main(["info", "--model", str(folder)]),
+    # (info reads a folder's config.json alone; steps --model loads the weights)
+    "cli steps": lambda folder: main(["steps", "--model", str(folder)]),
 }
 
 
@@ -124,7 +125,7 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, state, kind, ent
     marker = tmp_path / "pwned"
     folder = hf_folder(tmp_path / "model", state, "pickle")
     (folder / "pytorch_model.bin").write_bytes(malicious(kind, marker, state))
-    if entry_point == "cli info":
+    if entry_point == "cli steps":
         assert ENTRY_POINTS[entry_point](folder) == 1
         err = capsys.readouterr().err
         assert err.startswith("gpt2lab: error:") and "Traceback" not in err
