@@ -178,7 +178,7 @@ RANDOM_TEXT = st.one_of(
 
 
 @given(text=RANDOM_TEXT, name=st.sampled_from(list(BUILDERS)))
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=250, deadline=None)
 def test_same_ids_as_tokenizers_on_random_text(pairs, text, name):
     lib, ours = pairs[name]
     assert_same(lib, ours, text)
