@@ -81,9 +81,44 @@ def test_info_counts_parameters(capsys, small_hf):
     model = gpt2lab.load(folder)
     assert info["parameters"]["total"] == model.num_parameters()
     assert info["config"]["n_layer"] == 2
-    assert info["parameters"]["MLP (c_fc, c_proj)"] == 2 * (64 * 256 + 256 + 256 * 64 + 64)
+    assert info["parameters"]["mlp"] == 2 * (64 * 256 + 256 + 256 * 64 + 64)
     code, out, _ = run(capsys, "info", "--model", folder)
-    assert "parameters by component" in out and "attention" in out and "n_embd" in out
+    assert "parameters by component" in out and "attention" in out and "width" in out
+
+
+def test_info_reads_a_folders_config_alone(capsys, tmp_path):
+    """A Llama folder is described from its config.json, though the model cannot run it yet."""
+    config = gpt2lab.preset("smollm2-135m")
+    config.save_json(tmp_path / "config.json")
+    (tmp_path / "model.safetensors").write_bytes(b"")  # never read
+    code, out, _ = run(capsys, "info", "--model", str(tmp_path), "--json")
+    assert code == 0
+    info = json.loads(out)
+    assert info["parameters"]["total"] == 134_515_008
+    assert info["architecture"]["kv heads"] == 3 and info["note"].startswith("config.json of")
+
+
+def test_info_compares_presets_without_weights(capsys, monkeypatch):
+    def no_weights(*args, **kwargs):
+        raise AssertionError("a preset needs no weights")
+
+    monkeypatch.setattr("gpt2lab.weights.load", no_weights)
+    code, out, _ = run(capsys, "info", "--model", "gpt2", "--model", "llama-3.1-405b", "--json")
+    assert code == 0
+    gpt2, llama = json.loads(out)
+    assert gpt2["parameters"]["total"] == 124_439_808
+    assert llama["parameters"]["total"] == 405_853_388_800
+    assert llama["architecture"]["kv heads"] == 8
+    assert llama["architecture"]["positions"] == "rope θ=500,000, llama3 ×8"
+    assert llama["kv_cache_bytes_per_token"] == {"float32": 1_032_192, "bfloat16": 516_096}
+    assert llama["config"]["rope_scaling"]["factor"] == 8.0
+    code, out, _ = run(capsys, "info", "--model", "gpt2", "--model", "llama-3.1-405b")
+    rows: dict[str, str] = {}  # label -> its first row ("positions": the architecture's)
+    for line in out.splitlines():
+        if "│" in line:
+            rows.setdefault(line.split("│")[1].strip(), line)
+    assert "124,439,808" in rows["total"] and "405,853,388,800" in rows["total"]
+    assert "learned" in rows["positions"] and "swiglu" in rows["activation"]
 
 
 def test_convert_writes_a_loadable_copy(capsys, small_hf, tmp_path):

@@ -258,6 +258,7 @@ class GPT2(nn.Module):
 
     def __init__(self, config: GPT2Config, tokenizer: Tokenizer | None = None) -> None:
         super().__init__()
+        config.check_supported()  # a switch the steps below do not implement yet: one clear line
         self.config = config
         self.tokenizer = tokenizer
         self.transformer = Transformer(config)

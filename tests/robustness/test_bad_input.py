@@ -548,7 +548,7 @@ def test_unreadable_model_folder(capsys, tmp_path):
     folder = tmp_path / "model"
     gpt2lab.load("tiny").save(folder)
     (folder / "model.safetensors").chmod(0)
-    assert_clear_error(capsys, ["info", "--model", str(folder)], 1, "cannot read weights")
+    assert_clear_error(capsys, ["steps", "--model", str(folder)], 1, "cannot read weights")
 
 
 def test_train_resume_from_a_corrupted_state_names_the_file(paths, tmp_path):

@@ -114,7 +114,8 @@ def test_the_malicious_payload_is_live(tmp_path, state):
 ENTRY_POINTS: dict[str, Callable[[Path], object]] = {
     "gpt2lab.load": gpt2lab.load,
     "verify": verify,
-    "cli info": lambda folder: main(["info", "--model", str(folder)]),
+    # (info reads a folder's config.json alone; steps --model loads the weights)
+    "cli steps": lambda folder: main(["steps", "--model", str(folder)]),
 }
 
 
@@ -124,7 +125,7 @@ def test_malicious_pickle_is_refused_and_runs_nothing(tmp_path, state, kind, ent
     marker = tmp_path / "pwned"
     folder = hf_folder(tmp_path / "model", state, "pickle")
     (folder / "pytorch_model.bin").write_bytes(malicious(kind, marker, state))
-    if entry_point == "cli info":
+    if entry_point == "cli steps":
         assert ENTRY_POINTS[entry_point](folder) == 1
         err = capsys.readouterr().err
         assert err.startswith("gpt2lab: error:") and "Traceback" not in err
@@ -320,7 +321,8 @@ BAD_CONFIGS = {
     "zero heads": ({"n_head": 0}, "n_head must be a positive integer"),
     "indivisible heads": ({"n_head": 3}, "divisible"),
     "other model": ({"model_type": "llama"}, "model_type 'llama'"),
-    "other activation": ({"activation_function": "relu"}, "activation_function='relu'"),
+    "other activation": ({"activation_function": "silu"}, "activation_function='silu'"),
+    "a switch not built": ({"activation_function": "relu"}, "activation 'relu' is not implemented"),
     "a billion layers": ({"n_layer": 10**9}, r"missing blocks 2 to 999999999"),
     "huge context": ({"n_positions": 10**15}, r"transformer\.wpe\.weight has shape"),
     "huge width": ({"n_embd": 2**62, "n_head": 2}, "has shape"),

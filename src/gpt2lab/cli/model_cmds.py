@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..viz import PLOT_STYLES
@@ -18,6 +19,11 @@ from .common import (
     load_model_arg,
     prepare_output,
 )
+
+if TYPE_CHECKING:
+    from ..config import GPT2Config
+
+KV_DTYPES = {"float32": 4, "bfloat16": 2}  # bytes per value of the KV cache rows of `info`
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -88,29 +94,71 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
     console.print(table)
 
 
+def _info_config(name: str, args: argparse.Namespace) -> tuple[GPT2Config, str]:
+    """A preset's config, a Hugging Face folder's config.json (no weights read: a model whose
+    switches the steps do not run yet is described too), or the config of the model ``name``
+    loads; and a note saying which."""
+    from ..config import PRESET_NOTES, PRESETS, GPT2Config
+    from ..weights import resolve
+    from ..weights.hf import is_hf_folder
+
+    if name in PRESETS and not Path(name).exists():
+        return PRESETS[name], PRESET_NOTES[name]
+    folder = resolve(name)
+    if is_hf_folder(folder):
+        return GPT2Config.from_json_file(folder / "config.json"), f"config.json of {name}"
+    args.model = name
+    return load_model_arg(args).config, f"loaded from {name}"
+
+
 def cmd_info(args: argparse.Namespace) -> None:
-    model = load_model_arg(args)
-    rows = model.parameter_counts()
-    if args.json:
-        print(json.dumps({"model": args.model, "config": vars(model.config), "parameters": rows}))
+    from ..config import describe, kv_cache_bytes_per_token, parameter_counts
+
+    names = args.model or [DEFAULT_MODEL]
+    infos = []
+    for name in names:
+        config, note = _info_config(name, args)
+        kv = {dtype: kv_cache_bytes_per_token(config, size) for dtype, size in KV_DTYPES.items()}
+        infos.append(
+            {
+                "model": name,
+                "note": note,
+                "config": config.to_dict(),
+                "architecture": describe(config),
+                "parameters": parameter_counts(config),
+                "kv_cache_bytes_per_token": kv,
+            }
+        )
+    if args.json:  # one model: its object; several: a list of them, in the order given
+        print(json.dumps(infos[0] if len(infos) == 1 else infos, ensure_ascii=False))
         return
     from rich.console import Console
     from rich.table import Table
 
+    table = Table(title="architecture, parameters by component, KV cache")
+    table.add_column("")
+    for info in infos:
+        table.add_column(info["model"], justify="right")
+    for key in infos[0]["architecture"]:
+        table.add_row(key, *(str(info["architecture"][key]) for info in infos))
+    table.add_section()
+    table.add_row("parameters", style="bold")
+    for key in infos[0]["parameters"]:
+        cells = [
+            "tied"
+            if key == "unembedding" and info["config"]["tie_word_embeddings"]
+            else f"{info['parameters'][key]:,}"
+            for info in infos
+        ]
+        table.add_row(f"  {key}", *cells, style="bold" if key == "total" else None)
+    table.add_section()
+    table.add_row("KV cache, bytes/token", style="bold")
+    for dtype in KV_DTYPES:
+        table.add_row(f"  {dtype}", *(f"{i['kv_cache_bytes_per_token'][dtype]:,}" for i in infos))
     console = Console()
-    config_table = Table(title=f"config of {args.model}")
-    config_table.add_column("setting")
-    config_table.add_column("value", justify="right")
-    for key, value in vars(model.config).items():
-        config_table.add_row(key, str(value))
-    console.print(config_table)
-    params = Table(title="parameters by component")
-    for col in ("component", "parameters", "share"):
-        params.add_column(col, justify="left" if col == "component" else "right")
-    total = rows["total"]
-    for name, count in rows.items():
-        params.add_row(name, f"{count:,}", f"{100 * count / total:.1f}%")
-    console.print(params)
+    console.print(table)
+    for info in infos:
+        console.print(f"{info['model']}: {info['note']}", highlight=False)
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
@@ -227,9 +275,22 @@ def add_model_parsers(sub: argparse._SubParsersAction) -> None:
     )
     p.set_defaults(func=cmd_tokenize)
 
-    p = sub.add_parser("info", help="print a model's config and parameter counts by component")
-    add_model_args(p)
-    p.add_argument("--json", action="store_true")
+    p = sub.add_parser(
+        "info",
+        help="describe models side by side: architecture, parameters by component, KV cache",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        help="a preset (gpt2, gpt1, transformer-base, llama-3.1-8b, ...: no weights needed), "
+        f"tiny, a model folder or a Hub id; repeat it to compare (default: {DEFAULT_MODEL})",
+    )
+    p.set_defaults(device=None)
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per model (a list when --model is given more than once)",
+    )
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("steps", help="list the named steps of the forward pass: shape, formula")

@@ -19,6 +19,7 @@ import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import crc32c
 import numpy as np
@@ -325,7 +326,7 @@ def read_hparams(path: Path) -> GPT2Config:
         raise CheckpointError(f"{path} is not a JSON object")
     keys = {"n_vocab": "vocab_size", "n_ctx": "n_positions", "n_embd": "n_embd"}
     keys |= {"n_layer": "n_layer", "n_head": "n_head"}
-    values = {}
+    values: dict[str, Any] = {}
     for key, field in keys.items():
         value = hparams.get(key)
         if isinstance(value, bool) or not isinstance(value, int):  # True would pass as 1
