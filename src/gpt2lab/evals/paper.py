@@ -189,5 +189,5 @@ def run_paper(model: GPT2, name: str, settings: Settings | None = None) -> Paper
         if note := sample_note(path):
             samples[task] = note
     size, exact = paper_size(model.config)
-    config, used = vars(model.config), dataclasses.asdict(settings)
+    config, used = model.config.to_dict(), dataclasses.asdict(settings)
     return PaperReport(name, config, size, exact, results, skipped, used, samples)

@@ -220,7 +220,7 @@ class Lab:
             "models": [
                 {
                     "name": name,
-                    "config": vars(model.config),
+                    "config": model.config.to_dict(),
                     "parameters": model.num_parameters(),
                     "steps": [vars(step) for step in step_table(model.config)],
                     "partial_tokens": self.partial_tokens(name),
