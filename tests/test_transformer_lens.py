@@ -193,8 +193,9 @@ def test_short_keys_are_transformer_lens_get_act_name(tiny):
     assert torch.equal(trace["normalized", 1, "ln2"], trace["blocks.1.ln2.hook_normalized"])
     assert torch.equal(trace["resid_post", -1], trace["blocks.5.hook_resid_post"])
     assert torch.equal(trace["scale",], trace["ln_final.hook_scale"])
-    with pytest.raises(UsageError, match="layer must be"):
-        trace["pattern", 6]
+    for bad in (6, -7, "1"):
+        with pytest.raises(UsageError, match="layer must be"):
+            trace["pattern", bad]
     with pytest.raises(UsageError, match="now hook_attn_scores"):
         trace["blocks.0.attn.hook_masked_scores"]
 
@@ -230,8 +231,9 @@ def test_run_with_hooks_takes_fwd_hooks_with_a_hook_object(tiny):
     assert seen[0][2] == (1, 6, 6, 6)
     ablated = tiny.run_with_hooks(PROMPT, [tr.ablate_head(1, 3)])  # the gpt2lab way, same thing
     assert torch.equal(by_filter, ablated)
-    assert not torch.allclose(ablated, tiny.run_with_hooks(PROMPT), atol=1e-3)
     returned_none = tiny.run_with_hooks(PROMPT, fwd_hooks=[("blocks.0.hook_resid_pre", record)])
+    assert seen[-1][:2] == ("blocks.0.hook_resid_pre", 0)
+    assert not torch.allclose(ablated, returned_none, atol=1e-3)
     assert torch.equal(returned_none, tiny.run_with_hooks(PROMPT))
 
 

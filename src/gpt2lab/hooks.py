@@ -143,7 +143,7 @@ STEPS: tuple[Step, ...] = (
     Step(
         "blocks.{L}.attn.hook_unmasked_scores",
         "[B, H, T, S]",
-        "q @ kᵀ / sqrt(D), before the mask (gpt2lab's own step)",
+        "q @ kᵀ / sqrt(D), before the mask",
         "Attention scores",
     ),
     Step(
@@ -360,7 +360,9 @@ class Hooks:
         return self
 
     def __call__(self, name: str, value: Tensor) -> Tensor:
-        fns = [*self.fns.get(name, ()), *(fn for keep, fn in self.filters if keep(name))]
+        fns = self.fns.get(name, [])
+        if self.filters:
+            fns = [*fns, *(fn for keep, fn in self.filters if keep(name))]
         point = HookPoint(name)
         for fn in fns:
             out = fn(value, point)

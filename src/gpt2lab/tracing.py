@@ -103,8 +103,9 @@ class Trace(Mapping[str, Tensor]):
         """trace["pattern", 0] -> blocks.0.attn.hook_pattern; layer -1 is the last block."""
         if layer is not None:
             n_layer = self.config.n_layer
-            check_index("layer", layer % n_layer if -n_layer <= layer < 0 else layer, n_layer)
-            layer %= n_layer
+            if isinstance(layer, int) and -n_layer <= layer < 0:
+                layer += n_layer
+            check_index("layer", layer, n_layer)
         return get_act_name(name, layer, layer_type)
 
     def __iter__(self) -> Iterator:
