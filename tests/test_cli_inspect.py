@@ -50,7 +50,8 @@ def test_steps_of_one_block_have_the_models_sizes(capsys, monkeypatch, tiny):
     rows = {row["name"]: row for row in json.loads(out)}
     assert list(rows) == [n for n in step_names(c) if layer_of(n) in (None, 0)]
     assert rows["blocks.0.attn.hook_pattern"]["shape"] == f"[B, {c.n_head}, T, S]"
-    assert rows["blocks.0.attn.hook_q"]["shape"] == f"[B, {c.n_head}, T, {c.head_dim}]"
+    assert rows["blocks.0.attn.hook_q"]["shape"] == f"[B, T, {c.n_head}, {c.head_dim}]"
+    assert rows["blocks.0.ln1.hook_scale"]["shape"] == "[B, T, 1]"
     assert rows["blocks.0.mlp.hook_pre"]["shape"] == f"[B, T, {4 * c.n_embd}]"
     assert rows["hook_logits"]["shape"] == f"[B, T, {c.vocab_size}]"
     code, out, _ = run(capsys, "steps", "--model", "tiny", "--layer", "0")
@@ -127,7 +128,7 @@ def test_inspect_tables(capsys, monkeypatch, tiny):
         assert header in out
     assert "rank of the target token" in out
     assert "attention pattern of head 0 in block 0" in out
-    assert f"shape [1, {c.n_head}, 6, {c.head_dim}], head 0" in out
+    assert f"shape [1, 6, {c.n_head}, {c.head_dim}], head 0" in out
     assert "q = ln1(x) @ W_Q + b_Q" in out and "…" in out
     for header in ("logit/T", "p before", "top-k", "top-p", "final p", "effective k", "chosen"):
         assert header in out
@@ -175,7 +176,7 @@ def test_negative_indices_are_refused_by_the_parser(capsys, argv, message):
 
 
 def test_json_is_strict_for_masked_scores(capsys):
-    argv = ["inspect", PROMPT, "--model", "tiny", "--step", "blocks.0.attn.hook_masked_scores"]
+    argv = ["inspect", PROMPT, "--model", "tiny", "--step", "blocks.0.attn.hook_attn_scores"]
     code, out, _ = run(capsys, *argv, "--json")
     assert code == 0
     out = json.loads(out, parse_constant=lambda c: pytest.fail(f"not strict JSON: {c}"))

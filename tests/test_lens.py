@@ -243,9 +243,9 @@ def test_head_outputs_and_bias_add_up_to_attn_out(small):
     trace = run_with_cache(small, PROMPT)
 
     for layer, block in enumerate(small.transformer.h):
-        heads = head_outputs(block.attn, trace[f"blocks.{layer}.attn.hook_z"])  # [1, H, T, C]
-        assert heads.shape == (1, 2, trace.ids.shape[1], 32)
-        total = heads.sum(dim=1) + block.attn.c_proj.bias
+        heads = head_outputs(block.attn, trace[f"blocks.{layer}.attn.hook_z"])  # [1, T, H, C]
+        assert heads.shape == (1, trace.ids.shape[1], 2, 32)
+        total = heads.sum(dim=2) + block.attn.c_proj.bias
         torch.testing.assert_close(total, trace[f"blocks.{layer}.hook_attn_out"])
 
 
@@ -253,7 +253,7 @@ def test_one_head_contribution_by_hand(small):
     trace = run_with_cache(small, PROMPT)
     parts = direct_logit_attribution(small, trace, THE, position=5)
 
-    z = trace["blocks.1.attn.hook_z"][0, 1, 5]  # head 1 of block 1, position 5: [D]
+    z = trace["blocks.1.attn.hook_z"][0, 5, 1]  # position 5, head 1 of block 1: [D]
     with torch.no_grad():
         out = z @ small.transformer.h[1].attn.c_proj.weight[16:32]  # its rows of W_O [D, C]
         final = trace["blocks.1.hook_resid_post"][0, 5]

@@ -104,21 +104,24 @@ def test_gelu_is_the_tanh_approximation():
 def test_heads_split_and_merge_round_trip():
     x = torch.randn(2, 7, 80)
     heads = m.split_heads(x, 5)
-    assert heads.shape == (2, 5, 7, 16)
-    assert torch.equal(heads[:, 1], x[:, :, 16:32])  # head 1 owns channels 16..31
+    assert heads.shape == (2, 7, 5, 16)  # [B, T, H, D], TransformerLens's layout
+    assert torch.equal(heads[:, :, 1], x[:, :, 16:32])  # head 1 owns channels 16..31
     assert torch.equal(m.merge_heads(heads), x)
 
 
 def test_attention_steps_match_scaled_dot_product_attention():
-    q, k, v = (torch.randn(2, 3, 6, 8) for _ in range(3))
+    q, k, v = (torch.randn(2, 6, 3, 8) for _ in range(3))  # [B, T, H, D]
     allowed = m.causal_mask(6, 0, None, q.device)
-    pattern = m.softmax(m.apply_mask(m.attention_scores(q, k), allowed))
-    z = m.weighted_values(pattern, v)
-    assert torch.allclose(z, F.scaled_dot_product_attention(q, k, v, is_causal=True), atol=1e-5)
+    pattern = m.softmax(m.apply_mask(m.attention_scores(q, k), allowed))  # [B, H, T, S]
+    z = m.weighted_values(pattern, v)  # [B, T, H, D]
+    heads_first = [t.transpose(1, 2) for t in (q, k, v)]  # SDPA's [B, H, T, D]
+    expected = F.scaled_dot_product_attention(*heads_first, is_causal=True).transpose(1, 2)
+    assert torch.allclose(z, expected, atol=1e-5)
     assert torch.allclose(pattern.sum(-1), torch.ones(2, 3, 6))
     assert (pattern.triu(diagonal=1) == 0).all()  # nothing attends to the future
     scores = m.attention_scores(q, k)
-    assert torch.allclose(scores, q @ k.transpose(-1, -2) / math.sqrt(8))
+    q_h, k_h = heads_first[:2]
+    assert torch.allclose(scores, q_h @ k_h.transpose(-1, -2) / math.sqrt(8), atol=1e-6)
 
 
 def test_causal_mask_with_padding_and_cache():

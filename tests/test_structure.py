@@ -28,6 +28,8 @@ CONVENIENCE_METHODS = {
     "run_with_hooks": "gpt2lab.trace",
     "run_to": "gpt2lab.trace",
     "save": "gpt2lab.weights",
+    "to_tokens": "gpt2lab.prompts",
+    "to_string": "gpt2lab.prompts",
 }
 ALLOWED = {("gpt2lab.model", f"GPT2.{m}", target) for m, target in CONVENIENCE_METHODS.items()}
 ALLOWED |= {

@@ -29,13 +29,16 @@ def trace(model):
 def test_every_step_is_kept_in_forward_order(model, trace):
     names = step_names(model.config)
     assert list(trace) == names  # hook_probs last, computed on first use
-    assert len(names) == 2 + 22 * 3 + 4 + 2
+    assert len(names) == 2 + 24 * 3 + 5 + 2
     assert names[:4] == ["hook_embed", "hook_pos_embed", "blocks.0.hook_resid_pre",
                          "blocks.0.ln1.hook_mean"]  # fmt: skip
     assert names[-2:] == ["hook_logits", "hook_probs"]
     T, C, H = 6, 48, 4
     shapes = {
-        "blocks.1.attn.hook_q": (1, H, T, C // H),
+        "blocks.1.attn.hook_q": (1, T, H, C // H),
+        "blocks.1.attn.hook_z": (1, T, H, C // H),
+        "blocks.1.attn.hook_attn_scores": (1, H, T, T),
+        "blocks.1.ln1.hook_scale": (1, T, 1),
         "blocks.1.attn.hook_pattern": (1, H, T, T),
         "blocks.1.ln2.hook_var": (1, T, 1),
         "blocks.2.mlp.hook_post": (1, T, 4 * C),
@@ -67,9 +70,10 @@ def test_attention_rows_sum_to_one_and_are_zero_above_the_diagonal(model, trace)
         assert torch.allclose(pattern.sum(-1), torch.ones(4, 6), atol=1e-6)
         assert torch.all(pattern.triu(diagonal=1) == 0)
         assert torch.all(pattern[:, torch.ones(6, 6).tril().bool()] > 0)
-        masked = trace[f"blocks.{layer}.attn.hook_masked_scores"][0]
+        masked = trace[f"blocks.{layer}.attn.hook_attn_scores"][0]  # as in TransformerLens
         assert torch.all(masked[:, torch.ones(6, 6).triu(1).bool()] == float("-inf"))
-        scores = trace[f"blocks.{layer}.attn.hook_attn_scores"][0]
+        scores = trace[f"blocks.{layer}.attn.hook_unmasked_scores"][0]
+        assert torch.isfinite(scores).all()
         assert torch.equal(masked.tril(), scores.tril())
         assert torch.allclose(torch.softmax(masked, -1), pattern)
 
@@ -82,7 +86,9 @@ def test_last_resid_post_through_ln_final_and_unembedding_is_the_logits(model, t
     mean, var = trace["ln_final.hook_mean"], trace["ln_final.hook_var"]
     assert torch.allclose(mean, x.mean(-1, keepdim=True))
     assert torch.allclose(var, x.var(-1, keepdim=True, unbiased=False))
+    assert torch.allclose(trace["ln_final.hook_scale"], torch.sqrt(var + ln_f.eps))
     normalized = trace["ln_final.hook_normalized"]
+    assert torch.allclose(normalized, (x - mean) / trace["ln_final.hook_scale"])
     assert torch.allclose(normalized.mean(-1), torch.zeros(1, 6), atol=1e-5)
 
 
@@ -152,14 +158,14 @@ def test_zero_ablating_a_head_changes_only_what_comes_after_it(model, trace):
     for name in order[:first_changed]:
         assert torch.equal(ablated[name], trace[name]), name
     z, z0 = ablated["blocks.1.attn.hook_z"], trace["blocks.1.attn.hook_z"]
-    assert torch.all(z[:, 2] == 0)
-    assert torch.equal(z[:, [0, 1, 3]], z0[:, [0, 1, 3]])  # the other heads are untouched
+    assert torch.all(z[:, :, 2] == 0)  # [B, T, H, D]
+    assert torch.equal(z[:, :, [0, 1, 3]], z0[:, :, [0, 1, 3]])  # the other heads are untouched
     for name in ["blocks.1.hook_attn_out", "blocks.2.attn.hook_pattern", "hook_logits"]:
         assert not torch.allclose(ablated[name], trace[name]), name
     # The head's share of attn_out is exactly z_h @ W_O[h]: removing it is a subtraction.
     W_O = model.transformer.h[1].attn.c_proj.weight
     D = 12
-    share = z0[0, 2] @ W_O[2 * D : 3 * D]
+    share = z0[0, :, 2] @ W_O[2 * D : 3 * D]
     expected = trace["blocks.1.hook_attn_out"][0] - share
     assert torch.allclose(ablated["blocks.1.hook_attn_out"][0], expected, atol=1e-5)
 
@@ -168,9 +174,11 @@ def test_mean_ablation_and_mlp_ablation(model, trace):
     mean = model.run_with_cache(
         PROMPT, "blocks.0.attn.hook_z", edits=[tr.ablate_head(0, 1, "mean")]
     )
-    z = mean["blocks.0.attn.hook_z"][0, 1]
-    expected = trace["blocks.0.attn.hook_z"][0, 1].mean(0)
+    z = mean["blocks.0.attn.hook_z"][0, :, 1]  # head 1 at every position
+    expected = trace["blocks.0.attn.hook_z"][0, :, 1].mean(0)
     assert torch.allclose(z, expected.expand_as(z))
+    others = mean["blocks.0.attn.hook_z"][0, :, [0, 2, 3]]
+    assert torch.equal(others, trace["blocks.0.attn.hook_z"][0, :, [0, 2, 3]])
     no_mlp = model.run_with_cache(PROMPT, "blocks.2.hook_resid_post", edits=[tr.ablate_mlp(2)])
     assert torch.equal(no_mlp["blocks.2.hook_resid_post"], trace["blocks.2.hook_resid_mid"])
 
@@ -235,6 +243,12 @@ def test_to_frame_labels_rows_and_columns(model, trace):
     probs = trace.to_frame("hook_probs")
     assert probs.columns[16073] == "Mike"
     assert list(trace.to_frame("blocks.0.ln1.hook_mean").columns) == ["mean"]
+    assert list(trace.to_frame("blocks.0.ln1.hook_scale").columns) == ["scale"]
+    q = trace.to_frame("blocks.0.attn.hook_q", head=2)  # [B, T, H, D]: head 2 of every position
+    assert q.shape == (6, 12)
+    assert torch.allclose(torch.tensor(q.values), trace["blocks.0.attn.hook_q"][0, :, 2])
+    scores = trace.to_frame("blocks.0.attn.hook_attn_scores", head=1)
+    assert list(scores.columns) == list(frame.index)  # a column per key
     with pytest.raises(UsageError, match="head"):
         trace.to_frame("blocks.0.attn.hook_pattern", head=4)
 
@@ -334,3 +348,14 @@ def test_generation_with_edits_equals_greedy_steps_with_the_same_edits(model):
     assert not torch.allclose(model.run_with_hooks(ids, [edit]), model.run_with_hooks(ids))
     with pytest.raises(UsageError, match="3-layer model"):
         model.generate(PROMPT, 2, edits=[tr.ablate_mlp(3)])
+
+
+def test_patching_positions_of_a_per_head_step_follows_its_layout(model, trace):
+    """hook_q is [B, T, H, D] and hook_pattern [B, H, T, S]: position 3 is a different axis."""
+    other = model.run_with_cache("Anna is slow. She waits")
+    for name in ("blocks.1.attn.hook_q", "blocks.1.attn.hook_pattern"):
+        patched = model.run_with_cache(PROMPT, name, edits=[tr.patch(name, other, [3])])[name]
+        at = 1 if name.endswith("hook_q") else 2
+        changed = (patched != trace[name]).movedim(at, 0).flatten(1).any(1)  # per position
+        assert changed.tolist() == [False, False, False, True, False, False], name
+        assert torch.equal(patched.select(at, 3), other[name].select(at, 3))

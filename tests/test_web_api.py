@@ -90,9 +90,9 @@ def test_run_gives_tokens_steps_and_the_softmax_of_the_logits(client, tiny):
     assert answer["tokens"] == trace.tokens()
     names = [s["name"] for s in answer["steps"]]
     block = [n for n in step_names(tiny.config) if n.startswith("blocks.3.")]
-    assert names == ["hook_embed", "hook_pos_embed", *block, *names[-6:]]
-    final = [f"ln_final.hook_{s}" for s in ("mean", "var", "normalized", "out")]
-    assert names[-6:] == [*final, "hook_logits", "hook_probs"]
+    assert names == ["hook_embed", "hook_pos_embed", *block, *names[-7:]]
+    final = [f"ln_final.hook_{s}" for s in ("mean", "var", "scale", "normalized", "out")]
+    assert names[-7:] == [*final, "hook_logits", "hook_probs"]
     for step in answer["steps"]:
         assert step["shape"] == list(trace[step["name"]].shape)
         described = describe(step["name"])  # the page's headings come from hooks.STEPS
@@ -101,6 +101,10 @@ def test_run_gives_tokens_steps_and_the_softmax_of_the_logits(client, tiny):
             described.formula,
             described.title,
         )
+    heads = {s["name"].rsplit(".", 1)[-1]: s["head_axis"] for s in answer["steps"]}
+    assert heads["hook_q"] == heads["hook_z"] == 2  # [B, T, H, D]
+    assert heads["hook_pattern"] == heads["hook_attn_scores"] == 1  # [B, H, T, S]
+    assert heads["hook_resid_pre"] is None
     probs = next_probs(trace.logits)
     top = torch.topk(probs, 5)
     assert [n["id"] for n in answer["next"]] == top.indices.tolist()
@@ -111,30 +115,36 @@ def test_run_gives_tokens_steps_and_the_softmax_of_the_logits(client, tiny):
 
 
 @pytest.mark.parametrize(
-    ("step", "window"),
+    ("step", "window", "table"),
     [
-        ("hook_embed", {}),
-        ("blocks.2.hook_resid_mid", {"row_offset": 2, "row_limit": 3, "col_offset": 100}),
-        ("blocks.2.attn.hook_pattern", {"head": 1}),
-        ("blocks.2.attn.hook_masked_scores", {"head": 3, "col_limit": 4}),
-        ("blocks.2.mlp.hook_post", {"col_offset": 300, "col_limit": 256}),
-        ("blocks.2.ln2.hook_var", {}),
-        ("hook_logits", {"row_offset": 5, "col_offset": 50250}),
-        ("hook_probs", {"col_limit": 7}),
+        ("hook_embed", {}, lambda v: v[0]),
+        (
+            "blocks.2.hook_resid_mid",
+            {"row_offset": 2, "row_limit": 3, "col_offset": 100},
+            lambda v: v[0],
+        ),
+        ("blocks.2.attn.hook_pattern", {"head": 1}, lambda v: v[0, 1]),  # [B, H, T, S]
+        ("blocks.2.attn.hook_attn_scores", {"head": 3, "col_limit": 4}, lambda v: v[0, 3]),
+        ("blocks.2.attn.hook_q", {"head": 4, "col_offset": 3}, lambda v: v[0, :, 4]),  # T, H, D
+        ("blocks.2.attn.hook_z", {"head": 5}, lambda v: v[0, :, 5]),
+        ("blocks.2.mlp.hook_post", {"col_offset": 300, "col_limit": 256}, lambda v: v[0]),
+        ("blocks.2.ln2.hook_var", {}, lambda v: v[0]),
+        ("hook_logits", {"row_offset": 5, "col_offset": 50250}, lambda v: v[0]),
+        ("hook_probs", {"col_limit": 7}, lambda v: v[0]),
     ],
 )
-def test_a_step_window_is_that_slice_of_the_trace(client, tiny, step, window):
+def test_a_step_window_is_that_slice_of_the_trace(client, tiny, step, window, table):
     answer = post(client, "/api/step", layer=2, step=step, **window)
     trace = tiny.run_with_cache(PROMPT)
     full = trace[step]
-    value = full[0, window.get("head", 0)] if full.dim() == 4 else full[0]
+    value = table(full)
     r0, c0 = window.get("row_offset", 0), window.get("col_offset", 0)
     r1, c1 = r0 + window.get("row_limit", 64), c0 + window.get("col_limit", 64)
     assert answer["values"] == finite_or_none(value[r0:r1, c0:c1])
     assert answer["shape"] == list(full.shape)
     assert (answer["rows"], answer["columns"]) == tuple(value.shape)
     assert (answer["row_offset"], answer["col_offset"]) == (r0, c0)
-    assert answer["head"] == (window.get("head", 0) if full.dim() == 4 else None)
+    assert answer["head"] == window.get("head")
     if answer["axes"][-1] == "V":
         columns = range(c0, min(c1, value.shape[1]))
         assert answer["column_ids"] == list(columns)
@@ -187,7 +197,7 @@ def test_models_list_the_tokens_that_are_partial_utf8(client, tiny):
 
 
 def test_masked_scores_arrive_as_null(client):
-    answer = post(client, "/api/step", step="blocks.0.attn.hook_masked_scores")
+    answer = post(client, "/api/step", step="blocks.0.attn.hook_attn_scores")
     assert answer["values"][0][1:] == [None] * 5
     assert all(v is not None for v in answer["values"][-1])
 
@@ -566,3 +576,12 @@ def test_serve_loads_the_given_models_and_binds_loopback(tiny, monkeypatch, caps
 )
 def test_is_loopback(host, loopback):
     assert serve_cli.is_loopback(host) is loopback
+
+
+def test_set_value_of_a_per_head_step_indexes_its_layout(client, tiny):
+    """hook_q is [B, T, H, D]: index [position, head, channel], as the page sends it."""
+    spec = {"kind": "set_value", "step": "blocks.1.attn.hook_q", "index": [4, 2, 7], "value": 3.5}
+    q = post(client, "/api/step", edits=[spec], layer=1, step="blocks.1.attn.hook_q", head=2)
+    assert q["values"][4][7] == 3.5
+    before = tiny.run_with_cache(PROMPT, "blocks.1.attn.hook_q")["blocks.1.attn.hook_q"]
+    assert q["values"][3][7] == pytest.approx(float(before[0, 3, 2, 7]), rel=1e-6)

@@ -296,6 +296,9 @@ def test_wide_tables_scroll_inside_their_cell_with_sticky_labels(page, server, t
     assert box(wrap)["right"] <= box(scores)["right"]
     assert box(scores)["right"] <= VIEWPORT["width"]
     assert scores.locator(".grid thead th").count() == 10
+    assert "grey masked" in scores.locator(".chart").inner_text()  # the masked scores
+    unmasked = cell(page, "blocks.0.attn.hook_unmasked_scores").locator(".chart").inner_text()
+    assert "grey masked" not in unmasked
     # A 9 x 768 table scrolls inside its cell, with its row labels in place.
     mlp = cell(page, "blocks.0.mlp.hook_post")
     wrap = mlp.locator(".grid-wrap")
@@ -348,6 +351,20 @@ def test_heatmaps_carry_token_labels_and_follow_the_scroll_window(page, server, 
     assert row_labels == [f"{r} {quote(tokens[r])}" for r in rows]
     col_labels = heatmap.locator("thead th.col").all_inner_texts()
     assert col_labels == [f"{c} {quote(tokens[c])}" for c in cols]
+    assert page.errors == []
+
+
+def test_a_number_of_a_per_head_step_is_set_at_its_index(page, server, tiny):
+    """hook_q is [B, T, H, D]: the number in row 3, column 5 of head 0's table is q[0, 3, 0, 5]."""
+    keys = open_prompt(page, server)
+    key = "blocks.0.attn.hook_q"
+    run_to(page, keys, key)
+    set_value(page, key, 3, 5, "7")
+    assert page.locator("#edits .chip").inner_text().startswith(f"{key}[3, 0, 5] = 7")
+    edit = {"kind": "set_value", "step": key, "index": [3, 0, 5], "value": 7.0}
+    assert step_window(server, key, [edit])[3][5] == 7
+    edited = cell(page, key).locator("td.edited")
+    assert (edited.get_attribute("data-r"), edited.get_attribute("data-c")) == ("3", "5")
     assert page.errors == []
 
 

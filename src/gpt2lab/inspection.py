@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from .errors import UsageError, check_index
-from .hooks import STEPS, Step, describe
+from .hooks import STEPS, Step, describe, head_axis
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 # --- gpt2lab steps ----------------------------------------------------------------------------
 def _sized(shape: str, config: GPT2Config) -> str:
-    """The model's sizes in a symbolic shape: [B, H, T, D] -> [B, 12, T, 64]. B, T and S stay:
+    """The model's sizes in a symbolic shape: [B, T, H, D] -> [B, T, 12, 64]. B, T and S stay:
     they depend on the input."""
     sizes = {
         "C": config.n_embd,
@@ -189,7 +189,7 @@ def inspect_prompt(
     shown = explained = None
     if step is not None:
         values = trace[step]  # a pattern such as blocks.*.hook_z is refused here
-        per_head = head if values.dim() == 4 else None
+        per_head = head if head_axis(step) is not None else None
         frame = trace.to_frame(step, head=per_head)
         shown = StepValues(step, describe(step).formula, values, frame, per_head)
     if sampling is not None:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from .errors import UsageError, check_index
-from .hooks import Edit, as_hooks
+from .hooks import Edit, as_hooks, step_axes
 from .model import inference
 from .prompts import PromptLike
 from .tracing import Trace, run_from_block, run_with_cache
@@ -52,14 +52,19 @@ def _ablate(value: Tensor, how: Literal["zero", "mean"], dim_positions: int) -> 
 def ablate_head(layer: int, head: int, how: Literal["zero", "mean"] = "zero") -> Edit:
     """Silence one attention head: its z (the weighted values) becomes 0, or its mean over the
     prompt's positions (``how="mean"``), before W_O mixes the heads."""
+    name = f"blocks.{layer}.attn.hook_z"
+    axes = step_axes(name)  # [B, T, H, D]
+    h = axes.index("H")
+    t = [a for a in axes if a != "H"].index("T")  # the positions of one head's z
 
-    def fn(z: Tensor, _name: str) -> Tensor:  # [B, H, T, D]
-        check_index("head", head, z.shape[1])
+    def fn(z: Tensor, _name: str) -> Tensor:
+        check_index("head", head, z.shape[h])
         z = z.clone()
-        z[:, head] = _ablate(z[:, head], how, dim_positions=1)
+        one = z.select(h, head)
+        one.copy_(_ablate(one, how, dim_positions=t))
         return z
 
-    return f"blocks.{layer}.attn.hook_z", fn
+    return name, fn
 
 
 def ablate_mlp(layer: int, how: Literal["zero", "mean"] = "zero") -> Edit:
@@ -130,7 +135,7 @@ def patch(name: str, source: Trace | Tensor, positions: Sequence[int] | None = N
         if positions is None:
             return src.to(value.dtype)
         value = value.clone()
-        pos_dim = 2 if value.dim() == 4 else 1  # [B, H, T, ...] or [B, T, ...]
+        pos_dim = step_axes(name).index("T")
         T = value.shape[pos_dim]
         for p in positions:
             if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or not -T <= p < T:

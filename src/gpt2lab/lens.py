@@ -42,7 +42,7 @@ import torch
 from torch import Tensor
 
 from .errors import UsageError
-from .model import layer_norm_stats, normalize
+from .model import layer_norm_scale, layer_norm_stats, normalize
 from .prompts import PromptLike, token_id
 from .tracing import Trace, run_with_cache
 
@@ -256,14 +256,15 @@ class Attribution:
 
 
 def head_outputs(attn: Attention, z: Tensor) -> Tensor:
-    """Each head's own term of attn_out: z_h @ W_O[h]. [..., H, T, D] -> [..., H, T, C]
+    """Each head's own term of attn_out: z_h @ W_O[h]. [..., H, D] -> [..., H, C] (z as hook_z
+    holds it, [B, T, H, D], gives [B, T, H, C])
 
     W_O (``c_proj.weight``) is stored [in, out] = [H·D, C] and its input is the heads' z side by
     side, so head h owns rows h·D..(h+1)·D. Summed over heads, plus b_O, this is attn_out.
     """
     n_embd = attn.c_proj.weight.shape[1]
     w_o = attn.c_proj.weight.view(attn.n_head, -1, n_embd)  # [H, D, C]
-    return z @ w_o
+    return torch.einsum("...hd,hdc->...hc", z, w_o)
 
 
 @torch.no_grad()
@@ -297,15 +298,16 @@ def direct_logit_attribution(
     pieces = [trace["hook_embed"][0, t], trace["hook_pos_embed"][0, t]]
     labels = ["embed", "pos_embed"]
     for layer, block in enumerate(model.transformer.h):
-        z = trace[f"blocks.{layer}.attn.hook_z"][0, :, t : t + 1].to(device)  # [H, 1, D]
-        pieces += [*head_outputs(block.attn, z)[:, 0], block.attn.c_proj.bias]
+        z = trace[f"blocks.{layer}.attn.hook_z"][0, t].to(device)  # [H, D]
+        pieces += [*head_outputs(block.attn, z), block.attn.c_proj.bias]
         pieces.append(trace[f"blocks.{layer}.hook_mlp_out"][0, t])
         labels += [f"L{layer}H{h}" for h in range(block.attn.n_head)]
         labels += [f"L{layer} attn bias", f"L{layer} mlp"]
     components = torch.stack([c.to(device).float() for c in pieces])  # [N, C]
     ln_f = model.transformer.ln_f
     _, var = layer_norm_stats(trace[final][0, t].to(device).float())
-    centered = normalize(components, components.mean(dim=-1, keepdim=True), var, ln_f.eps)
+    scale = layer_norm_scale(var, ln_f.eps)
+    centered = normalize(components, components.mean(dim=-1, keepdim=True), scale)
     unembed = model.transformer.wte.weight[token].float()  # W_U[:, token] = W_E[token]
     values = torch.cat(
         [(centered * ln_f.weight.float()) @ unembed, (ln_f.bias.float() @ unembed)[None]]

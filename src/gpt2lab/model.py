@@ -10,7 +10,8 @@ Every step of a block is a small function below, in the order data flows through
 
 Each arrow's result passes through ``hook(hooks, name, value)`` under its TransformerLens name
 (``blocks.0.attn.hook_pattern``; see gpt2lab.hooks), where a trace reads it or an edit replaces
-it. Without hooks that call returns the value untouched.
+it, in TransformerLens's layout: q, k, v and z [B, T, H, D], scores and pattern [B, H, T, S].
+Without hooks that call returns the value untouched.
 
 Weights are stored as OpenAI stored them ([in, out], y = x @ W + b) under Hugging Face's
 GPT-2 state-dict names, so checkpoints load without renaming or transposing.
@@ -46,9 +47,14 @@ def layer_norm_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     return x.mean(dim=-1, keepdim=True), x.var(dim=-1, keepdim=True, unbiased=False)
 
 
-def normalize(x: Tensor, mean: Tensor, var: Tensor, eps: float) -> Tensor:
-    """x̂ = (x - μ) / sqrt(σ² + ε): every position gets mean 0 and variance 1. [..., C] -> same"""
-    return (x - mean) / torch.sqrt(var + eps)
+def layer_norm_scale(var: Tensor, eps: float) -> Tensor:
+    """scale = sqrt(σ² + ε): what each position is divided by. [..., 1] -> same"""
+    return torch.sqrt(var + eps)
+
+
+def normalize(x: Tensor, mean: Tensor, scale: Tensor) -> Tensor:
+    """x̂ = (x - μ) / scale: every position gets mean 0 and variance 1. [..., C] -> same"""
+    return (x - mean) / scale
 
 
 def scale_shift(x_hat: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -58,7 +64,8 @@ def scale_shift(x_hat: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
     """LN(x) = (x - mean(x)) / sqrt(var(x) + eps) * g + b over the last dim. [..., C] -> same"""
-    return scale_shift(normalize(x, *layer_norm_stats(x), eps), weight, bias)
+    mean, var = layer_norm_stats(x)
+    return scale_shift(normalize(x, mean, layer_norm_scale(var, eps)), weight, bias)
 
 
 def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
@@ -67,20 +74,21 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
 
 
 def split_heads(x: Tensor, n_head: int) -> Tensor:
-    """[B, T, C] -> [B, H, T, D]: each head gets its own D-wide slice of the channels."""
+    """[B, T, C] -> [B, T, H, D]: each head gets its own D-wide slice of the channels."""
     B, T, C = x.shape
-    return x.view(B, T, n_head, C // n_head).transpose(1, 2)
+    return x.view(B, T, n_head, C // n_head)
 
 
 def merge_heads(x: Tensor) -> Tensor:
-    """[B, H, T, D] -> [B, T, C]: the heads' outputs side by side again."""
-    B, H, T, D = x.shape
-    return x.transpose(1, 2).reshape(B, T, H * D)
+    """[B, T, H, D] -> [B, T, C]: the heads' outputs side by side again."""
+    B, T, H, D = x.shape
+    return x.reshape(B, T, H * D)
 
 
 def attention_scores(q: Tensor, k: Tensor) -> Tensor:
-    """scores = q @ kᵀ / sqrt(D): how well each query matches each key. -> [B, H, T, S]"""
-    return (q @ k.transpose(-2, -1)) / math.sqrt(q.size(-1))
+    """scores = q @ kᵀ / sqrt(D) per head: how well each query matches each key.
+    q [B, T, H, D], k [B, S, H, D] -> [B, H, T, S]"""
+    return torch.einsum("bthd,bshd->bhts", q, k) / math.sqrt(q.size(-1))
 
 
 def apply_mask(scores: Tensor, allowed: Tensor | None) -> Tensor:
@@ -96,8 +104,9 @@ def softmax(scores: Tensor) -> Tensor:
 
 
 def weighted_values(pattern: Tensor, v: Tensor) -> Tensor:
-    """z = pattern @ v: each query's mix of the values it attends to. -> [B, H, T, D]"""
-    return pattern @ v
+    """z = pattern @ v per head: each query's mix of the values it attends to.
+    pattern [B, H, T, S], v [B, S, H, D] -> [B, T, H, D]"""
+    return torch.einsum("bhts,bshd->bthd", pattern, v)
 
 
 def gelu(x: Tensor) -> Tensor:
@@ -107,8 +116,8 @@ def gelu(x: Tensor) -> Tensor:
 
 # --- the layers -------------------------------------------------------------------------------
 class LayerNorm(nn.Module):
-    """LayerNorm whose steps are named ``{name}.hook_mean``, ``hook_var``, ``hook_normalized``,
-    ``hook_out`` (``name`` is blocks.L.ln1, blocks.L.ln2 or ln_final)."""
+    """LayerNorm whose steps are named ``{name}.hook_mean``, ``hook_var``, ``hook_scale``,
+    ``hook_normalized``, ``hook_out`` (``name`` is blocks.L.ln1, blocks.L.ln2 or ln_final)."""
 
     def __init__(self, n_embd: int, eps: float, name: str) -> None:
         super().__init__()
@@ -123,7 +132,8 @@ class LayerNorm(nn.Module):
         mean, var = layer_norm_stats(x)
         mean = hook(hooks, self.prefix + "hook_mean", mean)
         var = hook(hooks, self.prefix + "hook_var", var)
-        x_hat = hook(hooks, self.prefix + "hook_normalized", normalize(x, mean, var, self.eps))
+        scale = hook(hooks, self.prefix + "hook_scale", layer_norm_scale(var, self.eps))
+        x_hat = hook(hooks, self.prefix + "hook_normalized", normalize(x, mean, scale))
         return hook(hooks, self.prefix + "hook_out", scale_shift(x_hat, self.weight, self.bias))
 
 
@@ -154,22 +164,23 @@ class Attention(nn.Module):
     def forward(
         self, x: Tensor, allowed: Tensor | None, cache: KVCache | None, hooks: Hooks | None = None
     ) -> Tensor:
-        """z of every head [B, H, T, D] for the normalized input x [B, T, C]."""
+        """z of every head [B, T, H, D] for the normalized input x [B, T, C]."""
         name = self.prefix
         q, k, v = self.c_attn(x).split(x.size(-1), dim=-1)  # [B, T, C] each
-        q = hook(hooks, name + "hook_q", split_heads(q, self.n_head))  # [B, H, T, D]
+        q = hook(hooks, name + "hook_q", split_heads(q, self.n_head))  # [B, T, H, D]
         k = hook(hooks, name + "hook_k", split_heads(k, self.n_head))
         v = hook(hooks, name + "hook_v", split_heads(v, self.n_head))
-        if cache is not None:
-            k, v = cache.update(self.layer, k, v)  # [B, H, S, D]
-        scores = hook(hooks, name + "hook_attn_scores", attention_scores(q, k))
-        scores = hook(hooks, name + "hook_masked_scores", apply_mask(scores, allowed))
+        if cache is not None:  # the cache keeps [B, H, S, D], the fast path's layout
+            k, v = cache.update(self.layer, k.transpose(1, 2), v.transpose(1, 2))
+            k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, S, H, D]
+        scores = hook(hooks, name + "hook_unmasked_scores", attention_scores(q, k))
+        scores = hook(hooks, name + "hook_attn_scores", apply_mask(scores, allowed))
         pattern = hook(hooks, name + "hook_pattern", softmax(scores))
         pattern = F.dropout(pattern, self.dropout, self.training)
         return hook(hooks, name + "hook_z", weighted_values(pattern, v))
 
     def project(self, z: Tensor) -> Tensor:
-        """attn_out = concat of the heads' z @ W_O + b_O. [B, H, T, D] -> [B, T, C]"""
+        """attn_out = concat of the heads' z @ W_O + b_O. [B, T, H, D] -> [B, T, C]"""
         return F.dropout(self.c_proj(merge_heads(z)), self.dropout, self.training)
 
 
@@ -430,11 +441,24 @@ class GPT2(nn.Module):
 
         return run_with_cache(self, prompt, names, **kwargs)
 
-    def run_with_hooks(self, prompt, edits=None) -> Tensor:
-        """Logits [B, T, V] of a forward pass with edits applied. See gpt2lab.trace."""
+    def run_with_hooks(self, prompt, edits=None, *, fwd_hooks=()) -> Tensor:
+        """Logits [B, T, V] of a forward pass with edits applied (or TransformerLens's
+        ``fwd_hooks=[(name or filter, fn)]``). See gpt2lab.trace."""
         from .trace import run_with_hooks
 
-        return run_with_hooks(self, prompt, edits)
+        return run_with_hooks(self, prompt, edits, fwd_hooks=fwd_hooks)
+
+    def to_tokens(self, text, *, prepend_bos: bool = False) -> Tensor:
+        """Token ids [B, T] of a text or texts; no BOS unless asked. See gpt2lab.prompts."""
+        from .prompts import to_tokens
+
+        return to_tokens(self, text, prepend_bos=prepend_bos)
+
+    def to_string(self, ids):
+        """The text of ids [T] (a str) or [B, T] (a list). See gpt2lab.prompts."""
+        from .prompts import to_string
+
+        return to_string(self, ids)
 
     def run_to(self, prompt, name: str, names=(), **kwargs):
         """Run up to step ``name`` and pause there; ``.resume()`` runs on. See gpt2lab.trace."""

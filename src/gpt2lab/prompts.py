@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .tokenizer import Tokenizer
 
 Prompt = str | Sequence[int]
-PromptLike = str | Sequence[int] | Sequence[str] | Tensor
+PromptLike = str | Sequence[int] | Sequence[str] | Sequence[Sequence[int]] | Tensor
 
 
 def tokenizer_of(model: GPT2) -> Tokenizer:
@@ -85,6 +85,28 @@ def prompt_batch(model: GPT2, prompt: PromptLike) -> Tensor:
             f"{model.config.n_positions}"
         )
     return torch.tensor(ids, dtype=torch.long, device=model.device)
+
+
+def to_tokens(model: GPT2, text: str | Sequence[str], *, prepend_bos: bool = False) -> Tensor:
+    """Token ids [B, T] of a text (or of texts of equal token length), as TransformerLens's
+    ``model.to_tokens``. ``prepend_bos`` puts ``<|endoftext|>`` first: TransformerLens does by
+    default, gpt2lab only when asked, so that a prompt is the tokens of its text."""
+    tokenizer = tokenizer_of(model)
+    texts = [text] if isinstance(text, str) else list(text)
+    bos = [tokenizer.eot_token] if prepend_bos else []
+    return prompt_batch(model, [[*bos, *tokenizer.encode(t, allowed_special="all")] for t in texts])
+
+
+def to_string(
+    model: GPT2, ids: Tensor | Sequence[int] | Sequence[Sequence[int]]
+) -> str | list[str]:
+    """The text of token ids, as TransformerLens's ``model.to_string``: ids [T] -> str,
+    [B, T] -> a str per row."""
+    tokenizer = tokenizer_of(model)
+    rows: list = ids.tolist() if isinstance(ids, Tensor) else list(ids)
+    if rows and not isinstance(rows[0], int):
+        return [tokenizer.decode(row) for row in rows]
+    return tokenizer.decode(rows)
 
 
 def token_id(model: GPT2, query: int | str) -> int:

@@ -10,6 +10,8 @@ plain forward pass. Import all of this from gpt2lab.trace, which adds the interv
 
 from __future__ import annotations
 
+import dis
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +25,18 @@ from .errors import UsageError, check_index
 from .hooks import (
     DERIVED,
     Edits,
+    HookFn,
+    HookPoint,
     Hooks,
+    NameFilter,
     as_hooks,
     describe,
+    get_act_name,
+    head_axis,
     layer_of,
     resolve_names,
     short_name,
+    step_axes,
     step_names,
 )
 from .kv_cache import causal_mask
@@ -43,6 +51,7 @@ if TYPE_CHECKING:
     from .tokenizer import Tokenizer
 
 _EXCEL_MAX_COLUMNS = 16_384
+_UNPACK_SEQUENCE = dis.opmap["UNPACK_SEQUENCE"]
 
 
 # --- the trace --------------------------------------------------------------------------------
@@ -52,6 +61,10 @@ class Trace(Mapping[str, Tensor]):
     ``ids`` [B, T] are the tokens that went in and ``logits`` [B, T, V] what came out.
     ``hook_probs`` (softmax of the logits) is computed when first asked for. Values kept on disk
     (``run_with_cache(..., to_disk=folder)``) are read from memory-mapped files when asked for.
+
+    As TransformerLens's cache, a trace takes short keys (``trace["pattern", 0]``, see
+    ``get_act_name``; a negative layer counts from the last) and unpacks into the pair its
+    ``run_with_cache`` returns: ``logits, trace = model.run_with_cache(prompt)``.
     """
 
     def __init__(
@@ -68,7 +81,9 @@ class Trace(Mapping[str, Tensor]):
         self.tokenizer = tokenizer
         self._values = values
 
-    def __getitem__(self, name: str) -> Tensor:
+    def __getitem__(self, name: str | tuple) -> Tensor:  # type: ignore[override]
+        if isinstance(name, tuple):
+            name = self._full_name(*name)
         if name not in self._values:
             if name in step_names(self.config):
                 raise UsageError(f"{name} was not kept in this trace; ask for it with names=")
@@ -84,7 +99,23 @@ class Trace(Mapping[str, Tensor]):
     def __contains__(self, name: object) -> bool:
         return name in self._values
 
-    def __iter__(self) -> Iterator[str]:
+    def _full_name(self, name: str, layer: int | None = None, layer_type: str | None = None) -> str:
+        """trace["pattern", 0] -> blocks.0.attn.hook_pattern; layer -1 is the last block."""
+        if layer is not None:
+            n_layer = self.config.n_layer
+            if isinstance(layer, int) and -n_layer <= layer < 0:
+                layer += n_layer
+            check_index("layer", layer, n_layer)
+        return get_act_name(name, layer, layer_type)
+
+    def __iter__(self) -> Iterator:
+        """The step names; but ``logits, trace = ...`` (an unpacking into two) gets those two,
+        TransformerLens's pair. Python asks an object for its items the same way in both cases,
+        so the caller's instruction tells them apart."""
+        caller = sys._getframe(1)
+        code, at = caller.f_code.co_code, caller.f_lasti
+        if code[at] == _UNPACK_SEQUENCE and code[at + 1] == 2:
+            return iter((self.logits, self))
         return iter(self._values)
 
     def __len__(self) -> int:
@@ -124,12 +155,15 @@ class Trace(Mapping[str, Tensor]):
         check_index("batch", batch, self.ids.shape[0])
         value = self[name][batch].float().cpu()
         positions = [f"{t} {tok!r}" for t, tok in enumerate(self.tokens(batch))]
-        if value.dim() == 3:  # [H, T, D or S]: per-head step
-            n_head = value.shape[0]
+        axis = head_axis(name)
+        if axis is not None:  # per-head step: a table per head (axis - 1 without the batch)
+            n_head = value.shape[axis - 1]
             if head is not None:
                 check_index("head", head, n_head)
-                return self._frame_2d(value[head], positions, name)
-            frames = [self._frame_2d(value[h], positions, name) for h in range(n_head)]
+                return self._frame_2d(value.select(axis - 1, head), positions, name)
+            frames = [
+                self._frame_2d(value.select(axis - 1, h), positions, name) for h in range(n_head)
+            ]
             return pd.concat(frames, keys=[f"head {h}" for h in range(n_head)])
         if head is not None:
             raise UsageError(f"{name} is not split into heads; leave out head=")
@@ -139,12 +173,13 @@ class Trace(Mapping[str, Tensor]):
         import pandas as pd
 
         n_cols = value.shape[-1]
+        last_axis = step_axes(name)[-1]
         columns: list[str] | list[int]
-        if name.endswith(("hook_mean", "hook_var")):
+        if last_axis == "1":  # a layer norm's mean, var or scale
             columns = [name.rsplit("_", 1)[-1]]
-        elif n_cols == self.ids.shape[1] and "attn.hook_" in name:  # keys
+        elif last_axis == "S":  # keys
             columns = positions
-        elif n_cols == self.config.vocab_size and self.tokenizer is not None:
+        elif last_axis == "V" and self.tokenizer is not None:
             columns = [self.tokenizer.id_to_token(i) for i in range(n_cols)]
         else:
             columns = list(range(n_cols))
@@ -183,7 +218,8 @@ def _in_ram(value: Tensor | Path | None) -> TypeGuard[Tensor]:
 
 
 def _sheet_name(name: str) -> str:
-    """Excel allows 31 characters: blocks.11.attn.hook_masked_scores -> b11.attn.masked_scores"""
+    """Excel allows 31 characters: blocks.11.attn.hook_unmasked_scores ->
+    b11.attn.unmasked_scores"""
     return short_name(name)[:31]
 
 
@@ -197,7 +233,8 @@ class _Keep:
         if folder is not None:
             folder.mkdir(parents=True, exist_ok=True)
 
-    def __call__(self, value: Tensor, name: str) -> None:
+    def __call__(self, value: Tensor, hook: HookPoint) -> None:
+        name = hook.name
         if self.folder is None:
             self.values[name] = value.detach()
         else:
@@ -233,9 +270,21 @@ def run_from_block(
     return model.unembed(model.run_blocks(x, allowed, None, hooks, start=start), hooks)
 
 
-def run_with_hooks(model: GPT2, prompt: PromptLike, edits: Edits = None) -> Tensor:
-    """Logits [B, T, V] of a forward pass with the edits applied (no gradients, eval mode)."""
+def run_with_hooks(
+    model: GPT2,
+    prompt: PromptLike,
+    edits: Edits = None,
+    *,
+    fwd_hooks: Iterable[tuple[str | NameFilter, HookFn]] = (),
+) -> Tensor:
+    """Logits [B, T, V] of a forward pass with the edits applied (no gradients, eval mode).
+
+    ``fwd_hooks``: TransformerLens's form of the same, (name or filter, fn) pairs with
+    ``fn(value, hook)``; they run after ``edits``.
+    """
     hooks = as_hooks(edits)
+    for name, fn in fwd_hooks:
+        hooks.add(name, fn)
     hooks.check(model.config)
     with inference(model):
         return model(prompt_batch(model, prompt), hooks=hooks)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..hooks import describe
+from ..hooks import describe, head_axis
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -24,13 +24,15 @@ def json_numbers(values: Tensor) -> list:
 
 
 def step_json(name: str, shape: list[int]) -> dict:
-    """A step of a run as the page lists it: its full name and shape, the symbolic axes, the
-    formula, and the title its cell is headed with (all from hooks.STEPS)."""
+    """A step of a run as the page lists it: its full name and shape, the symbolic axes (and
+    which of them is the head's, or null), the formula, and the title its cell is headed with
+    (all from hooks.STEPS)."""
     step = describe(name)
     return {
         "name": name,
         "shape": shape,
         "axes": step.shape,
+        "head_axis": head_axis(name),
         "formula": step.formula,
         "title": step.title,
     }

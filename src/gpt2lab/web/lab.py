@@ -25,7 +25,7 @@ from torch import Tensor
 
 from ..errors import GPT2LabError, UsageError, check_index
 from ..generate import explain_sampling, prompt_ids
-from ..hooks import DERIVED, describe, layer_of, step_names
+from ..hooks import DERIVED, describe, head_axis, layer_of, step_axes, step_names
 from ..inspection import step_table
 from ..lens import logit_lens
 from ..model import GPT2
@@ -270,11 +270,13 @@ class Lab:
         block = layer_of(req.step) if req.step in step_names(model.config) else None
         model, trace = self.trace(req, block)
         full = trace[req.step]  # the library's message for a misspelt name or a pattern
-        axes = describe(req.step).shape.strip("[]").split(", ")[1:]  # without B
+        axes = step_axes(req.step)[1:]  # without B
         value = full[0]
-        if value.dim() == 3:  # [H, T, D or S]
-            check_index("head", req.head, value.shape[0])
-            value, axes = value[req.head], axes[1:]
+        heads = head_axis(req.step)
+        if heads is not None:  # one head's table: [T, D] or [T, S]
+            check_index("head", req.head, value.shape[heads - 1])
+            value = value.select(heads - 1, req.head)
+            axes.pop(heads - 1)
         n_rows, n_cols = value.shape
         if req.row_offset >= n_rows or req.col_offset >= n_cols:
             raise UsageError(
@@ -296,7 +298,7 @@ class Lab:
             "name": req.step,
             "shape": list(full.shape),
             "formula": describe(req.step).formula,
-            "head": req.head if full.dim() == 4 else None,
+            "head": req.head if heads is not None else None,
             "axes": axes,
             "rows": n_rows,
             "columns": n_cols,

@@ -64,7 +64,7 @@ const isProbability = (name) => name.endsWith("hook_pattern") || name === "hook_
 export async function renderStep(cell, body) {
   const step = /** @type {StepInfo} */ (cell.step);
   const run = shown();
-  const perHead = step.axes.startsWith("[B, H");
+  const perHead = step.head_axis !== null;
   const parts = [];
   const vocabulary = step.name === "hook_logits" || step.name === "hook_probs";
   if (vocabulary) {
@@ -268,15 +268,27 @@ async function grid(container, step, view) {
     if (colAxis === "1") return step.name.split("_").pop();
     return String(c);
   }
+  // A set-value index counts every axis after the batch; the head's is at head_axis - 1.
+  const at = step.head_axis === null ? -1 : step.head_axis - 1;
+  /**
+   * The index of the shown table's cell (row, column) in the step's tensor.
+   * @param {number} r
+   * @param {number} c
+   */
+  function tensorIndex(r, c) {
+    const index = [r, column(c)];
+    if (head !== null) index.splice(at, 0, head);
+    return index;
+  }
   const edited = new Set(
     run.request.edits
       .filter(
         (e) =>
-          e.kind === "set_value" &&
-          e.step === step.name &&
-          (head === null || e.index[0] === head),
+          e.kind === "set_value" && e.step === step.name && (head === null || e.index[at] === head),
       )
-      .map((e) => (e.kind === "set_value" ? e.index.slice(head === null ? 0 : 1).join(",") : "")),
+      .map((e) =>
+        e.kind === "set_value" ? e.index.filter((_, i) => head === null || i !== at).join(",") : "",
+      ),
   );
 
   /**
@@ -383,7 +395,7 @@ async function grid(container, step, view) {
         addEdit({
           kind: "set_value",
           step: step.name,
-          index: head === null ? [r, column(c)] : [head, r, c],
+          index: tensorIndex(r, c),
           value: Number(input.value),
         });
         actions.run(true);
@@ -532,7 +544,7 @@ function drawChart(chart, step, g, { rowLabel, colLabel, head, shown }) {
   const what = sequential
     ? `head ${head}: row = query position, column = key; darker = more attention. ` +
       "Above the diagonal: 0, the causal mask."
-    : `red > 0 > blue${step.name.includes("masked") ? ", grey masked" : ""}.`;
+    : `red > 0 > blue${step.name.endsWith("hook_attn_scores") ? ", grey masked" : ""}.`;
   const whereBoth =
     `${where}, columns ${c0}–${c1 - 1} of ${g.columns}: what the table shows; scroll it to move.`;
   const caption = `${what} ${whereBoth} Hover for values.`;

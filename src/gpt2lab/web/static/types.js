@@ -57,6 +57,7 @@
  * @property {string} name
  * @property {number[]} shape
  * @property {string} axes like "[B, T, C]"
+ * @property {number | null} head_axis where in the shape the head axis is (null: no heads)
  * @property {string} formula
  * @property {string} title the heading of its cell, from hooks.STEPS
  */
