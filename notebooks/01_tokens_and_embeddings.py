@@ -172,6 +172,14 @@ pos = position_map(model, " dog", where)
 pd.DataFrame({"position": where, "cos(x0, W_E[' dog'])": pos.token_cosine.numpy().round(3)})
 
 # %% [markdown]
+# The position embeddings themselves, all of them, on their two principal components: position
+# 0 (where every text starts) sits apart, and the later positions follow one another along a
+# curve.
+
+# %%
+plots.position_embedding_map(position_map(model, None), f"{MODEL}: position embeddings W_P (PCA)")
+
+# %% [markdown]
 # ## GPT-2's real position embeddings
 #
 # The position embeddings of GPT-2 124M (1024 positions x 768 numbers) ship with the gpt2lab

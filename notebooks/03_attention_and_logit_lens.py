@@ -130,6 +130,17 @@ plots.attribution_bars(parts, top=12)
 # changes what the blocks after it compute. Notebook 5 tests that by removing heads and patching
 # activations.
 #
+# ## Everything at once
+#
+# `inspect_prompt` gathers what `gpt2lab inspect` prints for one prompt (tokens, next tokens, the
+# logit lens, one head's attention) in one object, which shows itself as a report.
+
+# %%
+from gpt2lab.inspection import inspect_prompt
+
+inspect_prompt(model, prompt, layer=0, head=0, target="next", model_name=MODEL)
+
+# %% [markdown]
 # ## Try next
 #
 # - Choose another prompt, or a token to follow with `target=`.
