@@ -146,12 +146,12 @@ def picture(nb: nbformat.NotebookNode) -> bytes | None:
     return None
 
 
-def build(source: Path, *, run: bool = True, home: Path | None = None) -> Path:
-    """Write the .ipynb beside ``source`` (executed unless ``run`` is False) and its picture."""
+def build(source: Path, home: Path | None) -> Path:
+    """Write the .ipynb beside ``source`` and its picture; run it first with ``home`` as HOME
+    (None: write the cells only, without outputs)."""
     nb = notebook(source)
-    if run:
-        with tempfile.TemporaryDirectory() as empty:
-            execute(nb, kernel_env(home or Path(empty)))
+    if home is not None:
+        execute(nb, kernel_env(home))
         clean(nb)
         png = picture(nb)
         if png is not None:
@@ -170,8 +170,11 @@ def main(argv: list[str] | None = None) -> int:
     chosen = [s for s in sources() if not args.only or s.name.startswith(tuple(args.only))]
     if not chosen:
         parser.error(f"no notebook starts with {' or '.join(args.only)}")
-    for source in chosen:
-        print(f"{source.name} -> {build(source, run=not args.no_execute).name}", flush=True)
+    # One empty HOME for the whole build: matplotlib builds its font cache there once.
+    with tempfile.TemporaryDirectory(prefix="gpt2lab-notebooks-") as empty:
+        for source in chosen:
+            out = build(source, None if args.no_execute else Path(empty))
+            print(f"{source.name} -> {out.name}", flush=True)
     return 0
 
 
