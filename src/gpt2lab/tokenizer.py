@@ -173,11 +173,9 @@ class Tokenizer:
             raise TokenizerError("vocabulary maps two tokens to the same id")
         self.merge_ranks = {pair: rank for rank, pair in enumerate(merges)}
         self.special_tokens = {s: encoder[s] for s in (ENDOFTEXT,) if s in encoder}
-        byte_encoder = bytes_to_unicode()
-        self._byte_encoder = byte_encoder
-        missing = [c for c in byte_encoder.values() if c not in encoder]
-        if missing:
-            raise TokenizerError(f"vocabulary lacks {len(missing)} of the 256 single-byte tokens")
+        # A vocabulary may lack some single bytes (a character-level one holds only the
+        # characters of its text); encoding text with a byte it lacks is then an error.
+        self._byte_encoder = bytes_to_unicode()
         self._token_bytes = [b""] * (max(self.decoder) + 1)
         decode_map = unicode_to_bytes()
         for s, i in encoder.items():
@@ -284,7 +282,14 @@ class Tokenizer:
     def _encode_ordinary_python(self, text: str) -> list[int]:
         ids: list[int] = []
         for word in pretokenize(_without_lone_surrogates(text)):
-            ids.extend(self.encoder[piece] for piece in self._bpe_cache(self.word_to_unicode(word)))
+            for piece in self._bpe_cache(self.word_to_unicode(word)):
+                try:
+                    ids.append(self.encoder[piece])
+                except KeyError:
+                    raise TokenizerError(
+                        f"{word!r} has a character this vocabulary of {len(self.encoder)} "
+                        "tokens lacks"
+                    ) from None
         return ids
 
     # --- public API -----------------------------------------------------------------------------
