@@ -1,42 +1,44 @@
 """Draw the pictures of docs/spreadsheet.md with LibreOffice: the `chars` workbook of "ROMEO:",
-sheets of it as LibreOffice shows them after recomputing, before and after a typed token.
+sheets of it as LibreOffice prints them after recomputing, before and after a typed token.
 
-    python docs/spreadsheet_pictures.py        # needs LibreOffice (soffice); writes docs/images/
+    python docs/spreadsheet_pictures.py     # writes docs/images/spreadsheet_*.png
+
+Needs LibreOffice (soffice) and pdftoppm (Debian's poppler-utils): headless LibreOffice prints
+the workbook to a PDF of one page per sheet, and pdftoppm turns the pages wanted into PNGs.
 """
 
 from __future__ import annotations
 
-import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
 import openpyxl
+from PIL import Image, ImageChops
 
 import gpt2lab
 from gpt2lab import spreadsheet as ss
 
 IMAGES = Path(__file__).resolve().parent / "images"
-# picture name -> (sheet shown, cell changed first or None, its new value)
+PDF = 'pdf:calc_pdf_Export:{"SinglePageSheets":{"type":"boolean","value":"true"}}'
+EDIT = ("D12", ",")  # the last token, ":", typed over
+# (edited?) -> {sheet: picture}
 PICTURES = {
-    "spreadsheet_input.png": ("input", None, None),
-    "spreadsheet_input_edited.png": ("input", "D12", "!"),
-    "spreadsheet_pattern.png": ("b0.attn.pattern", None, None),
-    "spreadsheet_next_token_edited.png": ("next token", "D12", "!"),
+    False: {"input": "spreadsheet_input.png", "b0.attn.pattern": "spreadsheet_pattern.png"},
+    True: {
+        "input": "spreadsheet_input_edited.png",
+        "next token": "spreadsheet_next_token_edited.png",
+    },
 }
 
 
-def picture(book: Path, sheet: str, cell: str | None, value: str | None, out: Path) -> None:
-    """LibreOffice's rendering of one sheet (the active one) after recomputing."""
-    with tempfile.TemporaryDirectory() as tmp:
-        wb = openpyxl.load_workbook(book)
-        if cell is not None:
-            wb["input"][cell] = value
-        wb.active = wb.sheetnames.index(sheet)
-        for ws in wb.worksheets:
-            ws.sheet_view.tabSelected = ws.title == sheet
-        staged = Path(tmp) / out.with_suffix(".xlsx").name
-        wb.save(staged)
-        shutil.copy(ss.recalculate(staged, tmp, to="png"), out)
+def crop(path: Path) -> None:
+    """Cut the white margin (a page is as wide as the longest line of a sheet's header)."""
+    image = Image.open(path).convert("RGB")
+    box = ImageChops.difference(image, Image.new("RGB", image.size, "white")).getbbox()
+    if box is not None:
+        _, _, right, bottom = box
+        image.crop((0, 0, min(image.width, right + 12), min(image.height, bottom + 12))).save(path)
 
 
 def main() -> None:
@@ -44,9 +46,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         book = Path(tmp) / "chars.xlsx"
         ss.write_workbook(model, "ROMEO:", book)
-        for name, (sheet, cell, value) in PICTURES.items():
-            picture(book, sheet, cell, value, IMAGES / name)
-            print(f"wrote docs/images/{name}")
+        for edited, pictures in PICTURES.items():
+            wb = openpyxl.load_workbook(book)
+            if edited:
+                wb["input"][EDIT[0]] = EDIT[1]
+            staged = Path(tmp) / ("edited.xlsx" if edited else "as_written.xlsx")
+            wb.save(staged)
+            pdf = ss.recalculate(staged, tmp, to=PDF)  # one page per sheet, in order
+            for sheet, name in pictures.items():
+                page = str(wb.sheetnames.index(sheet) + 1)
+                stem = str((IMAGES / name).with_suffix(""))
+                pages = ["-f", page, "-l", page, "-singlefile"]
+                subprocess.run(
+                    ["pdftoppm", "-png", "-r", "110", *pages, str(pdf), stem], check=True
+                )
+                print(f"wrote docs/images/{name}")
 
 
 if __name__ == "__main__":

@@ -79,6 +79,8 @@ class Sheet:
         default_factory=dict
     )
     text_cols: frozenset[int] = frozenset()  # columns of typed text, not formulas
+    integer_cols: frozenset[int] = frozenset()  # columns of whole numbers (ids, positions)
+    widths: tuple[int, ...] = ()  # of the first columns from C (default 9 characters)
     formulas: bool = True  # False: the cells are numbers (weights)
     colour: bool = False  # a colour scale (patterns, probabilities)
 
@@ -195,17 +197,19 @@ class _Book:
         return self.add(
             Sheet(
                 "input",
-                "The prompt: type a token, and every sheet recomputes",
-                "ids = the row of each token in the vocabulary sheet (exact, case-sensitive)",
+                "The prompt: type over a token",
+                "id: the token's row in 'vocabulary' (case counts)",
                 "id = MATCH(TRUE, EXACT(vocabulary, token), 0) - 1",
-                "one row per position; the next token after the prompt is on 'next token'",
+                "one row per position; every sheet follows the tokens",
                 self.T,
                 3,
                 cell,
                 lambda r: ("", ""),
                 col_index=lambda c: cols[c],
-                extra_rows={FIRST_ROW - 2: ("next token after the prompt", prediction)},
+                extra_rows={FIRST_ROW - 2: ("next token:", prediction)},
                 text_cols=frozenset({1}),
+                integer_cols=frozenset({0, 2}),
+                widths=(9, 22, 10),
             )
         )
 
@@ -216,12 +220,14 @@ class _Book:
                 "The vocabulary: id and text of every token",
                 f"{len(self.vocab):,} tokens",
                 "the tokenizer's table (text as typed on the input sheet)",
-                "one row per token",
+                "one row per token; column C shows white space: \\n a new line, ␣ a space",
                 len(self.vocab),
-                0,
-                lambda r, c: 0.0,
+                1,
+                lambda r, c: _shown(self.vocab[r]),
                 lambda r: (r, self.vocab[r]),
+                col_index=lambda c: "shown as",
                 formulas=False,
+                text_cols=frozenset({0}),
             )
         )
 
@@ -298,9 +304,7 @@ class _Book:
 
     def next_token_sheet(self) -> Sheet:
         probs = self.sheets[short_name("hook_probs")]
-        texts = "'vocabulary'!$B$7:" + xl_rowcol_to_cell(
-            FIRST_ROW + len(self.vocab) - 1, 1, True, True
-        )
+        shown = self.sheets["vocabulary"].col(0)
         cols = ["token", "next id", "next token", "probability"]
 
         def cell(r: int, c: int) -> str:
@@ -309,7 +313,7 @@ class _Book:
             return [
                 f"='input'!$D${row}",
                 f"=MATCH(MAX({column}),{column},0)-1",
-                f"=INDEX({texts},$D{row}+1)",
+                f"=INDEX({shown},$D{row}+1)",
                 f"=MAX({column})",
             ][c]
 
@@ -325,8 +329,21 @@ class _Book:
                 cell,
                 lambda r: (r, ""),
                 col_index=lambda c: cols[c],
+                integer_cols=frozenset({1}),
+                widths=(8, 8, 11, 11),
             )
         )
+
+
+def _shown(text: str) -> str:
+    """A token's text with its white space made visible: "\\n" for a new line, "␣" for a
+    space at either end (a cell would show neither)."""
+    text = text.replace("\n", "\\n").replace("\t", "\\t")
+    if text.startswith(" "):
+        text = "␣" + text[1:]
+    if text.endswith(" ") and len(text) > 1:
+        text = text[:-1] + "␣"
+    return text
 
 
 def _token_text(tokenizer, token_id: int) -> str:
@@ -631,7 +648,7 @@ def _sheets(model: GPT2, prompt: Prompt) -> list[Sheet]:
 
 
 def _plan(sheets: list[Sheet]) -> WorkbookPlan:
-    numbers = sum(s.rows * s.cols for s in sheets if not s.formulas)
+    numbers = sum(s.rows * s.cols for s in sheets if not s.formulas and not s.text_cols)
     formulas = sum(s.rows * s.cols + len(s.extra_rows) * s.cols for s in sheets if s.formulas)
     return WorkbookPlan(
         tuple((s.name, FIRST_ROW + s.rows, FIRST_COL + s.cols) for s in sheets), numbers, formulas
@@ -686,6 +703,7 @@ class _Formats:
         self.note = workbook.add_format({"italic": True, "font_color": "#555555"})
         self.label = workbook.add_format({"bold": True, "font_color": "#1F4E79"})
         self.number = workbook.add_format({"num_format": "0.0000"})
+        self.integer = workbook.add_format({"num_format": "0"})
         self.text = workbook.add_format({"bg_color": "#FFF2CC"})  # cells made to be typed in
 
 
@@ -717,19 +735,22 @@ def _write_sheet(ws, sheet: Sheet, fmt: _Formats, bar: tqdm) -> None:
         for c in range(sheet.cols):
             content = sheet.cell(r, c)
             col = FIRST_COL + c
+            number = fmt.integer if c in sheet.integer_cols else fmt.number
             if isinstance(content, float):
-                ws.write_number(row, col, content, fmt.number)
+                ws.write_number(row, col, content, number)
             elif c in sheet.text_cols:
-                ws.write_string(row, col, content, fmt.text)
+                ws.write_string(row, col, content, fmt.text if sheet.formulas else fmt.note)
             elif content.startswith("{"):
-                ws.write_array_formula(row, col, row, col, content, fmt.number)
+                ws.write_array_formula(row, col, row, col, content, number)
             else:
-                ws.write_formula(row, col, content, fmt.number)
+                ws.write_formula(row, col, content, number)
         bar.update(1)
     ws.freeze_panes(FIRST_ROW, FIRST_COL)
     ws.set_column(0, 0, 6)
     ws.set_column(1, 1, 12)
     ws.set_column(FIRST_COL, FIRST_COL + max(sheet.cols, 1) - 1, 9)
+    for c, width in enumerate(sheet.widths):
+        ws.set_column(FIRST_COL + c, FIRST_COL + c, width)
     if sheet.colour and sheet.rows and sheet.cols:
         ws.conditional_format(
             FIRST_ROW,
