@@ -53,7 +53,7 @@ def test_sheets_follow_the_steps_in_order(chars):
 
 def test_a_sheet_past_excels_columns_is_a_clear_error(chars):
     wide = GPT2(chars.config.replace(n_head=64, n_positions=300), chars.tokenizer)
-    with pytest.raises(UsageError, match=r"'b0.attn.attn_scores' would need 266 rows x 16,642"):
+    with pytest.raises(UsageError, match=r"'b0\.attn\.\w+' would need 266 rows x 16,642"):
         ss.plan_workbook(wide, "a" * 260).check()
 
 
@@ -71,9 +71,10 @@ def test_command_states_the_size_then_writes_formulas(chars, tmp_path, capsys):
     assert q.text == "=MMULT('b0.ln1.out'!$C7:$BN7,'h.0.attn.c_attn.weight'!C$7:C$70)" + (
         "+'h.0.attn.c_attn.bias'!C$7"
     )
-    masked = wb["b0.attn.masked_scores"]
-    assert masked["D7"].value == "=IF(D$6>$A7,-1E+30,'b0.attn.attn_scores'!D7)"
-    assert masked["A2"].value == "blocks.0.attn.hook_masked_scores"
+    raw, masked = (f"blocks.0.attn.{name}" for name in (ss.RAW_SCORES, ss.MASKED_SCORES))
+    sheet = wb[short_name(masked)]
+    assert sheet["D7"].value == f"=IF(D$6>$A7,-1E+30,'{short_name(raw)}'!D7)"
+    assert sheet["A2"].value == masked
     assert wb["h.0.mlp.c_fc.weight"]["C7"].value == pytest.approx(
         chars.transformer.h[0].mlp.c_fc.weight[0, 0].item()
     )

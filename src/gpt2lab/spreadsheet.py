@@ -42,7 +42,7 @@ from xlsxwriter.utility import xl_rowcol_to_cell
 
 from .errors import OutputError, UsageError
 from .files import reason
-from .hooks import describe, short_name, step_names
+from .hooks import STEPS, describe, short_name, step_names
 from .model import GPT2
 from .prompts import Prompt, prompt_ids, tokenizer_of
 
@@ -232,8 +232,8 @@ class _Book:
         )
 
     def weight_sheet(self, name: str) -> Sheet:
-        w = self.params[name]
-        w = w if w.dim() == 2 else w[None, :]
+        param = self.params[name]
+        w = param if param.dim() == 2 else param[None, :]
         rows: dict[int, list[float]] = {}  # the row being written (weights can be large)
 
         def cell(r: int, c: int) -> float:
@@ -243,7 +243,7 @@ class _Book:
             return rows[r][c]
 
         wte = name == "wte.weight"
-        matrix = self.params[name].dim() == 2
+        matrix = param.dim() == 2
         what = "W stored [in, out]: y = x @ W + b" if matrix else "a vector, one per channel"
         if wte:
             what = "one row per token; also the output layer (logits = x @ W_Eᵀ)"
@@ -252,7 +252,7 @@ class _Book:
         return self.add(
             Sheet(
                 name,
-                f"Weights {name} {list(self.params[name].shape)}",
+                f"Weights {name} {list(param.shape)}",
                 f"transformer.{name}",
                 what,
                 "numbers: change one and every step that reads it recomputes",
@@ -479,7 +479,7 @@ def _scores(book: _Book, layer: int | None, name: str):
 
 
 def _masked(book: _Book, layer: int | None, name: str):
-    scores = book.s(f"blocks.{layer}.attn.hook_attn_scores")
+    scores = book.s(f"blocks.{layer}.attn.{RAW_SCORES}")
 
     def cell(r: int, c: int) -> str:
         key = xl_rowcol_to_cell(FIRST_ROW - 1, FIRST_COL + c, True, False)
@@ -493,7 +493,7 @@ def _masked(book: _Book, layer: int | None, name: str):
 
 def _pattern(book: _Book, layer: int | None, name: str):
     T = book.T
-    m = book.s(f"blocks.{layer}.attn.hook_masked_scores")
+    m = book.s(f"blocks.{layer}.attn.{MASKED_SCORES}")
 
     def cell(r: int, c: int) -> str:
         h = c // T
@@ -603,6 +603,15 @@ def _probs(book: _Book, layer: int | None, name: str):
     return book.T, cell, extra
 
 
+def _score_steps() -> tuple[str, str]:
+    """The names of the raw and the masked attention scores: the two steps between v and the
+    pattern, in that order (found by place, whatever they are called)."""
+    names = [step.name.rsplit(".", 1)[1] for step in STEPS if ".attn." in step.name]
+    raw, masked = names[names.index("hook_v") + 1 : names.index("hook_pattern")]
+    return raw, masked
+
+
+RAW_SCORES, MASKED_SCORES = _score_steps()
 _STEP_CELLS: dict[str, Callable[[_Book, int | None, str], tuple[int, Cell, dict]]] = {
     "hook_embed": _embed,
     "hook_pos_embed": _embed,
@@ -614,8 +623,8 @@ _STEP_CELLS: dict[str, Callable[[_Book, int | None, str], tuple[int, Cell, dict]
     "blocks.attn.hook_q": _qkv,
     "blocks.attn.hook_k": _qkv,
     "blocks.attn.hook_v": _qkv,
-    "blocks.attn.hook_attn_scores": _scores,
-    "blocks.attn.hook_masked_scores": _masked,
+    f"blocks.attn.{RAW_SCORES}": _scores,
+    f"blocks.attn.{MASKED_SCORES}": _masked,
     "blocks.attn.hook_pattern": _pattern,
     "blocks.attn.hook_z": _z,
     "blocks.hook_attn_out": _attn_out,
