@@ -60,6 +60,7 @@ def main() -> None:
                 subprocess.run(
                     ["pdftoppm", "-png", "-r", "110", *pages, str(pdf), stem], check=True
                 )
+                crop(IMAGES / name)
                 print(f"wrote docs/images/{name}")
 
 
