@@ -195,13 +195,13 @@ def no_hub(monkeypatch):
     [
         (
             ["generate", PROMPT, "--model", "tinyy"],
-            "gpt2lab: error: unknown model 'tinyy': not a folder, not a bundled model (tiny) and "
-            "not a Hugging Face Hub id in the cache; did you mean tiny?",
+            "gpt2lab: error: unknown model 'tinyy': not a folder, not a bundled model "
+            "(chars, tiny) and not a Hugging Face Hub id in the cache; did you mean tiny?",
         ),
         (
             ["generate", PROMPT, "--model", "TINY"],
-            "gpt2lab: error: unknown model 'TINY': not a folder, not a bundled model (tiny) and "
-            "not a Hugging Face Hub id in the cache; did you mean tiny?",
+            "gpt2lab: error: unknown model 'TINY': not a folder, not a bundled model "
+            "(chars, tiny) and not a Hugging Face Hub id in the cache; did you mean tiny?",
         ),
         (["convert", "models/124M", "dest"], "gpt2lab: error: no such folder: models/124M"),
     ],

@@ -267,11 +267,9 @@ class Tokenizer:
         self.prefix_ids = prefix_ids
         self._added_splitter = _alternation(self.added_tokens)
         self.tokenizer_json: dict[str, Any] | None = None  # set by from_tokenizer_json
-        byte_encoder = bytes_to_unicode()
-        self._byte_encoder = byte_encoder
-        missing = [c for c in byte_encoder.values() if c not in encoder]
-        if missing:
-            raise TokenizerError(f"vocabulary lacks {len(missing)} of the 256 single-byte tokens")
+        # A vocabulary may lack some single bytes (a character-level one holds only the
+        # characters of its text); encoding text with a byte it lacks is then an error.
+        self._byte_encoder = bytes_to_unicode()
         self._token_bytes = [b""] * (max(self.decoder) + 1)
         decode_map = unicode_to_bytes()
         for s, i in encoder.items():
@@ -439,7 +437,13 @@ class Tokenizer:
                 continue
             for word in self.pretokenizer(chunk):
                 symbols = self.word_to_unicode(word)
-                ids.extend(self.encoder[piece] for piece in self._bpe_cache(symbols))
+                try:
+                    ids.extend(self.encoder[piece] for piece in self._bpe_cache(symbols))
+                except KeyError:
+                    raise TokenizerError(
+                        f"{word!r} has a character this vocabulary of {len(self.encoder)} "
+                        "tokens lacks"
+                    ) from None
         return ids
 
     def _split_added(self, text: str) -> Iterator[tuple[str, bool]]:

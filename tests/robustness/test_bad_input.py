@@ -147,8 +147,8 @@ CLI_CASES = {
     "generate-misspelt-model": (
         ["generate", PROMPT, "--model", "tinyy"],
         1,
-        "unknown model 'tinyy': not a folder, not a bundled model (tiny) and not a Hugging Face "
-        "Hub id in the cache; did you mean tiny?",
+        "unknown model 'tinyy': not a folder, not a bundled model (chars, tiny) and not a "
+        "Hugging Face Hub id in the cache; did you mean tiny?",
     ),
     "generate-model-in-capitals": (
         ["generate", PROMPT, "--model", "TINY"],

@@ -15,6 +15,7 @@ from ..errors import GPT2LabError
 from .evals import add_eval_parser
 from .model_cmds import add_model_parsers
 from .serve import add_serve_parser
+from .spreadsheet import add_spreadsheet_parser
 from .train import add_train_parsers
 from .verify import add_verify_parser
 
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_parser(sub)
     add_serve_parser(sub)
     add_verify_parser(sub)
+    add_spreadsheet_parser(sub)
     return parser
 
 
