@@ -71,7 +71,7 @@ def test_command_states_the_size_then_writes_formulas(chars, tmp_path, capsys):
     assert q.text == "=MMULT('b0.ln1.out'!$C7:$BN7,'h.0.attn.c_attn.weight'!C$7:C$70)" + (
         "+'h.0.attn.c_attn.bias'!C$7"
     )
-    raw, masked = (f"blocks.0.attn.{name}" for name in (ss.RAW_SCORES, ss.MASKED_SCORES))
+    raw, masked = "blocks.0.attn.hook_unmasked_scores", "blocks.0.attn.hook_attn_scores"
     sheet = wb[short_name(masked)]
     assert sheet["D7"].value == f"=IF(D$6>$A7,-1E+30,'{short_name(raw)}'!D7)"
     assert sheet["A2"].value == masked

@@ -42,7 +42,7 @@ from xlsxwriter.utility import xl_rowcol_to_cell
 
 from .errors import OutputError, UsageError
 from .files import reason
-from .hooks import STEPS, describe, short_name, step_names
+from .hooks import describe, short_name, step_names
 from .model import GPT2
 from .prompts import Prompt, prompt_ids, tokenizer_of
 
@@ -412,17 +412,22 @@ def _ln_var(book: _Book, layer: int | None, name: str):
     return 1, lambda r, c: f"=VARP({x.row(r)})", {"note": "VARP: the mean of squared deviations"}
 
 
+def _ln_scale(book: _Book, layer: int | None, name: str):
+    var = book.s(_ln_prefix(name) + ".hook_var")
+    eps = repr(book.config.layer_norm_epsilon)
+    return 1, lambda r, c: f"=SQRT({var.at(r, 0)}+{eps})", {"note": f"ε = {eps}"}
+
+
 def _ln_normalized(book: _Book, layer: int | None, name: str):
     x = _x_of(book, layer, name)
     prefix = _ln_prefix(name)
-    mean, var = book.s(prefix + ".hook_mean"), book.s(prefix + ".hook_var")
-    eps = repr(book.config.layer_norm_epsilon)
+    mean, scale = book.s(prefix + ".hook_mean"), book.s(prefix + ".hook_scale")
 
     def cell(r: int, c: int) -> str:
-        m, v = mean.at(r, 0, fix_col=True), var.at(r, 0, fix_col=True)
-        return f"=({x.at(r, c)}-{m})/SQRT({v}+{eps})"
+        m, sd = mean.at(r, 0, fix_col=True), scale.at(r, 0, fix_col=True)
+        return f"=({x.at(r, c)}-{m})/{sd}"
 
-    return book.config.n_embd, cell, {"note": f"ε = {eps}"}
+    return book.config.n_embd, cell, {}
 
 
 def _ln_out(book: _Book, layer: int | None, name: str):
@@ -479,7 +484,7 @@ def _scores(book: _Book, layer: int | None, name: str):
 
 
 def _masked(book: _Book, layer: int | None, name: str):
-    scores = book.s(f"blocks.{layer}.attn.{RAW_SCORES}")
+    scores = book.s(f"blocks.{layer}.attn.hook_unmasked_scores")
 
     def cell(r: int, c: int) -> str:
         key = xl_rowcol_to_cell(FIRST_ROW - 1, FIRST_COL + c, True, False)
@@ -493,7 +498,7 @@ def _masked(book: _Book, layer: int | None, name: str):
 
 def _pattern(book: _Book, layer: int | None, name: str):
     T = book.T
-    m = book.s(f"blocks.{layer}.attn.{MASKED_SCORES}")
+    m = book.s(f"blocks.{layer}.attn.hook_attn_scores")
 
     def cell(r: int, c: int) -> str:
         h = c // T
@@ -603,34 +608,27 @@ def _probs(book: _Book, layer: int | None, name: str):
     return book.T, cell, extra
 
 
-def _score_steps() -> tuple[str, str]:
-    """The names of the raw and the masked attention scores: the two steps between v and the
-    pattern, in that order (found by place, whatever they are called)."""
-    names = [step.name.rsplit(".", 1)[1] for step in STEPS if ".attn." in step.name]
-    raw, masked = names[names.index("hook_v") + 1 : names.index("hook_pattern")]
-    return raw, masked
-
-
-RAW_SCORES, MASKED_SCORES = _score_steps()
 _STEP_CELLS: dict[str, Callable[[_Book, int | None, str], tuple[int, Cell, dict]]] = {
     "hook_embed": _embed,
     "hook_pos_embed": _embed,
     "blocks.hook_resid_pre": _resid_pre,
     "blocks.ln1.hook_mean": _ln_mean,
     "blocks.ln1.hook_var": _ln_var,
+    "blocks.ln1.hook_scale": _ln_scale,
     "blocks.ln1.hook_normalized": _ln_normalized,
     "blocks.ln1.hook_out": _ln_out,
     "blocks.attn.hook_q": _qkv,
     "blocks.attn.hook_k": _qkv,
     "blocks.attn.hook_v": _qkv,
-    f"blocks.attn.{RAW_SCORES}": _scores,
-    f"blocks.attn.{MASKED_SCORES}": _masked,
+    "blocks.attn.hook_unmasked_scores": _scores,
+    "blocks.attn.hook_attn_scores": _masked,
     "blocks.attn.hook_pattern": _pattern,
     "blocks.attn.hook_z": _z,
     "blocks.hook_attn_out": _attn_out,
     "blocks.hook_resid_mid": _sum_of("hook_resid_pre", "hook_attn_out"),
     "blocks.ln2.hook_mean": _ln_mean,
     "blocks.ln2.hook_var": _ln_var,
+    "blocks.ln2.hook_scale": _ln_scale,
     "blocks.ln2.hook_normalized": _ln_normalized,
     "blocks.ln2.hook_out": _ln_out,
     "blocks.mlp.hook_pre": _mlp_pre,
@@ -639,6 +637,7 @@ _STEP_CELLS: dict[str, Callable[[_Book, int | None, str], tuple[int, Cell, dict]
     "blocks.hook_resid_post": _sum_of("hook_resid_mid", "hook_mlp_out"),
     "ln_final.hook_mean": _ln_mean,
     "ln_final.hook_var": _ln_var,
+    "ln_final.hook_scale": _ln_scale,
     "ln_final.hook_normalized": _ln_normalized,
     "ln_final.hook_out": _ln_out,
     "hook_logits": _logits,
