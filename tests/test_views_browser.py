@@ -193,3 +193,22 @@ def test_model_map(show, tiny, trace):
     assert sum(n.startswith("blocks.4.") for n in names) == len(block_steps)
     assert page.locator(".panel text.name").text_content() == "blocks.4.mlp.hook_post"
     assert "not in this view" in page.locator(".panel").text_content()  # only block 1 has values
+
+
+def test_the_report_with_its_interactive_views(browser, tiny, tmp_path):
+    from gpt2lab.inspection import inspect_prompt
+    from gpt2lab.viz.html import write_html
+
+    ins = inspect_prompt(tiny, PROMPT, layer=1, head=2, all_heads=True)
+    path = write_html(ins, tmp_path / "report.html", interactive=True)
+    page = browser.new_page(viewport=VIEWPORT)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(path.as_uri())
+    page.wait_for_function("document.querySelectorAll('.gpt2lab-view[data-ready]').length === 4")
+    kinds = page.eval_on_selector_all(".gpt2lab-view", "views => views.map(v => v.dataset.view)")
+    assert kinds == ["map", "attention", "heads", "lens"]
+    assert page.locator("table.lens-top").count() == 1  # the tables are still there
+    assert page.locator(".panel text.name").text_content() == "blocks.1.attn.hook_pattern"
+    assert errors == []
+    page.close()
