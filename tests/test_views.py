@@ -33,7 +33,7 @@ def test_attention_data_is_the_traced_pattern_below_the_diagonal(trace):
     pattern = trace["blocks.3.attn.hook_pattern"][0]
     rows = data["patterns"][3][5]
     assert [len(r) for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert torch.allclose(torch.tensor(rows[4]), pattern[5, 4, :5], atol=1e-4)
+    assert torch.allclose(torch.tensor(rows[4]), pattern[5, 4, :5], atol=5e-4)
     assert views.attention_heads(trace, layers=[0, 5]).data["patterns"][1] == data["patterns"][5]
 
 
@@ -157,11 +157,25 @@ def test_save_as_svg_and_png(trace, tmp_path):
 
     view = views.attention_heads(trace, layers=[0])
     svg = view.save(tmp_path / "heads.svg").read_text()
-    assert svg.startswith("<?xml") and svg.count('class="cell"') == 6 * 21
+    pattern = torch.round(trace["blocks.0.attn.hook_pattern"][0].double(), decimals=3)
+    drawn = (pattern.tril() >= 0.01).sum()
+    assert svg.startswith("<?xml") and svg.count('class="cell"') == drawn
     png = Image.open(view.save(tmp_path / "heads.png", dpi=200))
     assert png.info["dpi"] == pytest.approx((200, 200), abs=0.5)
     width = float(svg.split('width="', 1)[1].split('"', 1)[0])
     assert png.size[0] == pytest.approx(width * 200 / 96, abs=2)
+
+
+def test_cli_report_with_interactive_views(capsys, cached_tiny, tmp_path):
+    from gpt2lab.cli import main
+
+    path = tmp_path / "report.html"
+    assert main(["inspect", PROMPT, "--model", "tiny", "--html", str(path), "--interactive"]) == 0
+    text = path.read_text(encoding="utf-8")
+    for function in ("modelMap", "attentionLines", "attentionHeads", "logitLens"):
+        assert f"{function}({{" in text  # each view's call, with its data
+    assert main(["inspect", PROMPT, "--model", "tiny", "--interactive"]) == 2
+    assert "add --html PATH" in capsys.readouterr().err
 
 
 # --- saliency ---------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ report opens, and two in one page, the way a notebook shows them."""
 from __future__ import annotations
 
 import pytest
+import torch
 from test_web_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
 
 from gpt2lab.hooks import STEPS
@@ -16,6 +17,18 @@ from gpt2lab.viz import views
 
 PROMPT = "Mike is quick. He moves"
 T = 6  # tokens of PROMPT
+MIN_WEIGHT = 0.01  # common.js's: smaller weights are not drawn
+
+
+def drawn(pattern, query: int | None = None) -> int:
+    """How many weights of a traced pattern [..., T, S] the views draw (of one query): those
+    that reach MIN_WEIGHT once rounded to the 3 decimals the views get."""
+    pattern = torch.round(pattern.double(), decimals=3)
+    below = torch.ones(T, T).tril().bool()
+    if query is not None:
+        below[torch.arange(T) != query] = False
+    return int(((pattern >= MIN_WEIGHT) & below).sum())
+
 
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs /usr/bin/chromium: apt-get install chromium"
@@ -82,31 +95,33 @@ def visible(page, selector: str) -> int:
 
 def test_attention_lines(show, trace):
     page = show(views.attention_lines(trace, layer=1))
-    lines = page.locator("line.line")
-    assert lines.count() == 6 * T * (T + 1) // 2  # every head, every key up to the query
     pattern = trace["blocks.1.attn.hook_pattern"][0]
-    one = page.locator('line[data-h="2"][data-q="4"][data-k="1"]')
+    lines = page.locator("line.line")
+    assert lines.count() == drawn(pattern) > 70  # every head, the keys up to the query
+    k = int(pattern[2, 4].argmax())  # query 4's strongest line in head 2
+    one = page.locator(f'line[data-h="2"][data-q="4"][data-k="{k}"]')
     assert float(one.get_attribute("stroke-opacity")) == pytest.approx(
-        float(pattern[2, 4, 1]), abs=1e-4
+        float(pattern[2, 4, k]), abs=5e-4
     )
     page.hover('text.query[data-i="3"]')
-    assert visible(page, "line.line") == 6 * 4  # the lines of query 3 only
+    assert visible(page, "line.line") == drawn(pattern, query=3)  # the lines of query 3 only
     assert page.locator(".caption").inner_text().startswith('"." attends to:')
     page.mouse.move(0, 0)
-    assert visible(page, "line.line") == 6 * T * (T + 1) // 2
+    assert visible(page, "line.line") == drawn(pattern)
     page.click('rect.head[data-h="0"]')  # hide head 0
-    assert lines.count() == 5 * T * (T + 1) // 2
+    assert lines.count() == drawn(pattern[1:])
     page.select_option("select.layer", "4")
     pattern = trace["blocks.4.attn.hook_pattern"][0]
     w = float(page.locator('line[data-h="3"][data-q="5"][data-k="5"]').get_attribute("data-w"))
-    assert w == pytest.approx(float(pattern[3, 5, 5]), abs=1e-4)
+    assert w == pytest.approx(float(pattern[3, 5, 5]), abs=5e-4)
 
 
 def test_every_head_and_two_views_in_one_page(show, trace):
     page = show(views.attention_heads(trace), views.next_tokens(trace, k=3))
     heads = page.locator('[data-view="heads"] g.head')
     assert heads.count() == 36
-    assert page.locator('[data-view="heads"] rect.cell').count() == 36 * T * (T + 1) // 2
+    patterns = torch.stack([trace[f"blocks.{L}.attn.hook_pattern"][0] for L in range(6)])
+    assert page.locator('[data-view="heads"] rect.cell').count() == drawn(patterns)
     border = page.locator('g.head[data-layer="2"][data-h="5"] rect.border')
     assert border.get_attribute("stroke-width") == "1"
     page.hover('g.head[data-layer="2"][data-h="5"]')
@@ -211,4 +226,29 @@ def test_the_report_with_its_interactive_views(browser, tiny, tmp_path):
     assert page.locator("table.lens-top").count() == 1  # the tables are still there
     assert page.locator(".panel text.name").text_content() == "blocks.1.attn.hook_pattern"
     assert errors == []
+    page.close()
+
+
+def test_outputs_inserted_as_jupyterlab_does(browser, trace):
+    """JupyterLab (and VS Code, Colab) put an output's HTML in with innerHTML, where scripts do
+    not run, then replace each <script> with a fresh copy, which runs: two views side by side."""
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_content("<body><div id='out1'></div><div id='out2'></div></body>")
+    outputs = [views.attention_heads(trace).html(), views.neuron_text(trace, 0, 1).html()]
+    page.evaluate(
+        """outputs => outputs.forEach((html, i) => {
+          const out = document.getElementById(`out${i + 1}`);
+          out.innerHTML = html;
+          for (const old of out.querySelectorAll("script")) {
+            const script = document.createElement("script");
+            script.textContent = old.textContent;
+            old.replaceWith(script);
+          }
+        })""",
+        outputs,
+    )
+    page.wait_for_function("document.querySelectorAll('.gpt2lab-view[data-ready]').length === 2")
+    assert page.locator("#out1 g.head").count() == 36
+    assert page.locator("#out2 g.token").count() == T
+    assert "trust the notebook" not in page.inner_text("body")
     page.close()

@@ -139,6 +139,9 @@ def _draw(page: str, kind: str, dpi: int) -> bytes:
             view.set_content(page)
             view.wait_for_selector(".gpt2lab-view[data-ready] svg")
             svg = view.locator(".gpt2lab-view svg").first
+            # A wide view scrolls inside its frame in a page: here the page is made wide enough.
+            width, height = svg.evaluate("s => [s.width.baseVal.value, s.height.baseVal.value]")
+            view.set_viewport_size({"width": int(width) + 64, "height": int(height) + 200})
             if kind == ".svg":
                 text = svg.evaluate("node => new XMLSerializer().serializeToString(node)")
                 return ('<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n").encode()
@@ -188,7 +191,7 @@ def heads_first(value: Tensor, name: str) -> Tensor:
 
 def _patterns(trace: Trace, layers: list[int] | None) -> tuple[list[int], list]:
     """The attention patterns of ``layers`` (default: every block the trace kept) as
-    [layer][head][query][key <= query], rounded to 4 decimals."""
+    [layer][head][query][key <= query], rounded to 3 decimals (a long prompt has many)."""
     n_layer = trace.config.n_layer
     kept = [L for L in range(n_layer) if f"blocks.{L}.attn.hook_pattern" in trace]
     if layers is None:
@@ -205,12 +208,13 @@ def _patterns(trace: Trace, layers: list[int] | None) -> tuple[list[int], list]:
     out = []
     for L in layers:
         pattern = trace[f"blocks.{L}.attn.hook_pattern"][0].float()  # [H, T, S]
-        out.append([[row[: q + 1] for q, row in enumerate(head)] for head in _round(pattern)])
+        rows = _round(pattern, digits=3)
+        out.append([[row[: q + 1] for q, row in enumerate(head)] for head in rows])
     return layers, out
 
 
 def _round(values: Tensor, digits: int = 4) -> list:
-    return torch.round(values.float(), decimals=digits).tolist()
+    return torch.round(values.double(), decimals=digits).tolist()
 
 
 def _one_prompt(trace: Trace) -> None:
@@ -463,11 +467,13 @@ def _preview(trace: Trace, name: str, head: int) -> dict[str, Any]:
     """A step's shape, statistics and a small table of its values: positions x the first
     channels (one head's, for per-head steps; the top tokens, for vocabulary steps)."""
     value = trace[name][0].float()
-    flat = value.flatten()
+    flat = value[torch.isfinite(value)]  # the masked scores' -inf are left out
+    if flat.numel() == 0:
+        flat = torch.zeros(1)
     stats = {
         "mean": float(flat.mean()),
         "std": float(flat.std()) if flat.numel() > 1 else 0.0,
-        "min": float(flat[torch.isfinite(flat)].min()) if torch.isfinite(flat).any() else 0.0,
+        "min": float(flat.min()),
         "max": float(flat.max()),
     }
     shape = [1, *value.shape]
@@ -491,11 +497,10 @@ def _preview(trace: Trace, name: str, head: int) -> dict[str, Any]:
             "values": cells,
         }
     table = value[:_PREVIEW_ROWS, :_PREVIEW_COLUMNS]
-    table = torch.where(torch.isfinite(table), table, torch.full_like(table, -math.inf))
-    cells = [[v if math.isfinite(v) else "-inf" for v in row] for row in _round(table)]
+    cells = [[v if math.isfinite(v) else str(v) for v in row] for row in _round(table)]
     return {
         "shape": shape,
-        "stats": {k: (v if math.isfinite(v) else 0.0) for k, v in stats.items()},
+        "stats": stats,
         "rows": rows,
         "columns": [str(c) for c in range(table.shape[-1])],
         "values": cells,

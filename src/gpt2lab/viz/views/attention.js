@@ -4,7 +4,7 @@
 // head. Hover a token to see only its lines; click a head's square to show or hide it.
 
 import {
-  HEAD_COLOURS, MONO, fmt, frame, htmlEl, quote, size, svgEl, svgText, textWidth,
+  HEAD_COLOURS, MIN_WEIGHT, MONO, fmt, frame, htmlEl, quote, size, svgEl, svgText, textWidth,
 } from "./common.js";
 
 /**
@@ -78,6 +78,7 @@ export function attentionLines(data, container) {
     for (const h of [...shownHeads].sort((a, b) => a - b)) {
       if (h >= data.n_head) continue;
       data.patterns[L][h].forEach((weights, q) => weights.forEach((w, k) => {
+        if (w < MIN_WEIGHT) return;
         svgEl("line", {
           x1: left, y1: top + q * row, x2: right, y2: top + k * row, "data-h": h,
           "data-q": q, "data-k": k, "data-w": w, stroke: HEAD_COLOURS[h % HEAD_COLOURS.length],

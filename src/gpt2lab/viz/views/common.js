@@ -57,6 +57,10 @@ export function htmlEl(tag, attrs = {}, text = "", parent = null) {
   return node;
 }
 
+// Attention weights below this are not drawn (they would be invisible): a long prompt has
+// T² / 2 of them per head, nearly all close to 0.
+export const MIN_WEIGHT = 0.01;
+
 /** A token as the views write it: quoted, so that spaces and newlines show. @param {string} t */
 export const quote = (t) => JSON.stringify(t);
 

@@ -3,7 +3,7 @@
 // head (the report's "every head" picture, interactive). Hover a head to read its name and
 // where its last token looks; click it to choose it (the web app shows its lines).
 
-import { blues, colourBar, fmt, frame, quote, size, svgEl, svgText } from "./common.js";
+import { MIN_WEIGHT, blues, colourBar, fmt, frame, quote, size, svgEl, svgText } from "./common.js";
 
 /**
  * @typedef {object} HeadsData
@@ -12,6 +12,36 @@ import { blues, colourBar, fmt, frame, quote, size, svgEl, svgText } from "./com
  * @property {number} n_head
  * @property {number[][][][]} patterns [layer][head][query][key <= query]
  */
+
+// Past this many tokens a head is one picture (a PNG inside the SVG), not a square per weight:
+// 36 heads of 160 tokens would be 460,000 squares.
+const PIXELS_FROM = 48;
+
+/**
+ * One head's pattern as an <image>: a pixel per weight, scaled up without smoothing.
+ * @param {Element} parent
+ * @param {number[][]} rows [query][key <= query]
+ * @param {number} x
+ * @param {number} y
+ * @param {number} side
+ */
+function pixels(parent, rows, x, y, side) {
+  const T = rows.length;
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = T;
+  const context = /** @type {CanvasRenderingContext2D} */ (canvas.getContext("2d"));
+  context.fillStyle = blues(0);
+  context.fillRect(0, 0, T, T);
+  rows.forEach((weights, q) => weights.forEach((w, k) => {
+    if (w < MIN_WEIGHT) return;
+    context.fillStyle = blues(w);
+    context.fillRect(k, q, 1, 1);
+  }));
+  svgEl("image", {
+    x, y, width: side, height: side, href: canvas.toDataURL("image/png"),
+    preserveAspectRatio: "none", style: "image-rendering:pixelated", class: "pixels",
+  }, parent);
+}
 
 /**
  * @param {HeadsData} data
@@ -39,13 +69,17 @@ export function attentionHeads(data, container, options = {}) {
       const g = svgEl("g", {
         class: "head", "data-layer": layer, "data-h": h, cursor: "pointer",
       }, root);
-      svgEl("rect", { x, y, width: side, height: side, fill: "#fafafa", class: "back" }, g);
-      data.patterns[L][h].forEach((weights, q) => weights.forEach((w, k) => {
-        svgEl("rect", {
-          x: x + k * cellSize, y: y + q * cellSize, width: cellSize, height: cellSize,
-          fill: blues(w), class: "cell",
-        }, g);
-      }));
+      svgEl("rect", { x, y, width: side, height: side, fill: blues(0), class: "back" }, g);
+      if (T > PIXELS_FROM) pixels(g, data.patterns[L][h], x, y, side);
+      else {
+        data.patterns[L][h].forEach((weights, q) => weights.forEach((w, k) => {
+          if (w < MIN_WEIGHT) return; // the background's colour
+          svgEl("rect", {
+            x: x + k * cellSize, y: y + q * cellSize, width: cellSize, height: cellSize,
+            fill: blues(w), class: "cell",
+          }, g);
+        }));
+      }
       const border = svgEl("rect", {
         x: x - 1, y: y - 1, width: side + 2, height: side + 2, fill: "none", stroke: "#bbb",
         "stroke-width": 1, class: "border",
