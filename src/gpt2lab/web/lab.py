@@ -326,7 +326,8 @@ class Lab:
             return views.model_map(model, trace, layer=req.layer, name=req.model).data
         _, trace = self.trace(req, names="blocks.*.attn.hook_pattern")
         if req.view == "attention":
-            return views.attention_lines(trace, layer=req.layer).data
+            # The page's block only: the header's menu chooses another.
+            return views.attention_lines(trace, layer=req.layer, layers=[req.layer]).data
         return views.attention_heads(trace).data
 
     def sampling(self, req: SamplingRequest) -> dict:

@@ -27,11 +27,41 @@ export function viewData(view) {
 export const viewModule = (file) => import(`/views/${file}`);
 
 /**
+ * Draw a cell's view once the cell is seen: a long prompt's views are big, and "run to" a
+ * later cell passes this one by.
+ * @param {HTMLElement} body
+ * @param {() => Promise<void>} draw
+ */
+function whenSeen(body, draw) {
+  body.replaceChildren(note("drawn when scrolled into view"));
+  const observer = new IntersectionObserver((entries) => {
+    if (!entries.some((entry) => entry.isIntersecting)) return;
+    observer.disconnect();
+    draw().catch((error) => body.replaceChildren(note(error.message, "note error")));
+  });
+  observer.observe(body);
+}
+
+/**
  * Attention as lines from each token to the tokens it attends to, every head in its colour.
  * @param {Cell} _cell
  * @param {HTMLElement} body
  */
-export async function renderAttentionLines(_cell, body) {
+export function renderAttentionLines(_cell, body) {
+  whenSeen(body, () => drawLines(body));
+}
+
+/**
+ * Every head of every block as a small pattern; clicking one goes to its block's pattern.
+ * @param {Cell} _cell
+ * @param {HTMLElement} body
+ */
+export function renderHeads(_cell, body) {
+  whenSeen(body, () => drawHeads(body));
+}
+
+/** @param {HTMLElement} body */
+async function drawLines(body) {
   const [data, { attentionLines }] = await Promise.all([
     viewData("attention"), viewModule("attention.js"),
   ]);
@@ -45,12 +75,8 @@ export async function renderAttentionLines(_cell, body) {
   attentionLines(data, host);
 }
 
-/**
- * Every head of every block as a small pattern; clicking one goes to its block's pattern.
- * @param {Cell} _cell
- * @param {HTMLElement} body
- */
-export async function renderHeads(_cell, body) {
+/** @param {HTMLElement} body */
+async function drawHeads(body) {
   const [data, { attentionHeads }] = await Promise.all([
     viewData("heads"), viewModule("heads.js"),
   ]);
