@@ -3,6 +3,7 @@ saliency (gpt2lab.saliency) against brute force: finite differences and one run 
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 import subprocess
@@ -160,7 +161,11 @@ def test_save_as_svg_and_png(trace, tmp_path):
     pattern = torch.round(trace["blocks.0.attn.hook_pattern"][0].double(), decimals=3)
     drawn = (pattern.tril() >= 0.01).sum()
     assert svg.startswith("<?xml") and svg.count('class="cell"') == drawn
-    png = Image.open(view.save(tmp_path / "heads.png", dpi=200))
+
+    async def cell():  # a Jupyter kernel runs each cell with an event loop running
+        return view.save(tmp_path / "heads.png", dpi=200)
+
+    png = Image.open(asyncio.run(cell()))
     assert png.info["dpi"] == pytest.approx((200, 200), abs=0.5)
     width = float(svg.split('width="', 1)[1].split('"', 1)[0])
     assert png.size[0] == pytest.approx(width * 200 / 96, abs=2)

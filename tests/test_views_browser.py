@@ -5,6 +5,9 @@ report opens, and two in one page, the way a notebook shows them."""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+
 import pytest
 import torch
 from test_web_browser import CHROMIUM, CHROMIUM_ARGS, VIEWPORT
@@ -252,3 +255,18 @@ def test_outputs_inserted_as_jupyterlab_does(browser, trace):
     assert page.locator("#out2 g.token").count() == T
     assert "trust the notebook" not in page.inner_text("body")
     page.close()
+
+
+def test_the_save_buttons_give_the_svg_and_a_300_dpi_png(show, trace, tmp_path):
+    from PIL import Image
+
+    page = show(views.neuron_text(trace, 0, 1))
+    with page.expect_download() as saved:
+        page.click("button.save-svg")
+    svg = Path(saved.value.path()).read_text()
+    assert svg.startswith("<svg") and svg.count('class="token"') == T
+    with page.expect_download() as saved:
+        page.click("button.save-png")
+    width = page.locator(".gpt2lab-view svg").evaluate("s => s.width.baseVal.value")
+    png = Image.open(saved.value.path())
+    assert png.size[0] == math.ceil(width * 300 / 96)  # 300 dpi at the view's size

@@ -20,6 +20,7 @@ import math
 import re
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html import escape
 from pathlib import Path
@@ -122,16 +123,32 @@ class View:
 
 
 def _draw(page: str, kind: str, dpi: int) -> bytes:
-    """The view's SVG as a file, or a PNG of it at ``dpi``, drawn in a headless Chromium."""
+    """The view's SVG as a file, or a PNG of it at ``dpi``, drawn in a headless Chromium.
+
+    It runs in a thread of its own: Playwright's synchronous API refuses a thread with a
+    running event loop, which a Jupyter kernel's has."""
     try:
-        from playwright.sync_api import sync_playwright
+        import playwright.sync_api  # noqa: F401
     except ImportError:
         raise UsageError(
-            "saving a view as SVG or PNG draws it in Chromium: pip install playwright "
+            "saving a view as SVG or PNG draws it in Chromium: pip install 'gpt2lab[slides]' "
             "(and a Chromium: `playwright install chromium`, or your system's)"
         ) from None
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(_draw_here, page, kind, dpi).result()
+
+
+def _draw_here(page: str, kind: str, dpi: int) -> bytes:
+    from playwright.sync_api import Error, sync_playwright
+
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(**_chromium())
+        try:
+            browser = playwright.chromium.launch(**_chromium())
+        except Error as e:
+            raise UsageError(
+                f"cannot start Chromium to draw the view ({str(e).splitlines()[0]}); install "
+                "one: `playwright install chromium`, or your system's package"
+            ) from None
         try:
             context = browser.new_context(device_scale_factor=dpi / _CSS_DPI)
             context.route("**/*", _offline)
@@ -160,7 +177,7 @@ def _offline(route: Any) -> None:
 
 
 def _chromium() -> dict[str, Any]:
-    """Playwright's own Chromium if installed, else the system's (Debian: /usr/bin/chromium)."""
+    """The system's Chromium if there is one (Debian: /usr/bin/chromium), else Playwright's."""
     for candidate in ("/usr/bin/chromium", "/usr/bin/chromium-browser"):
         if Path(candidate).exists():
             return {"executable_path": candidate, "args": ["--no-sandbox", "--disable-gpu"]}
