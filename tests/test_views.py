@@ -171,6 +171,7 @@ def test_save_as_svg_and_png(trace, tmp_path):
     assert png.size[0] == pytest.approx(width * 200 / 96, abs=2)
 
 
+@pytest.mark.slow
 def test_cli_report_with_interactive_views(capsys, cached_tiny, tmp_path):
     from gpt2lab.cli import main
 

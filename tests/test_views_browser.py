@@ -213,6 +213,7 @@ def test_model_map(show, tiny, trace):
     assert "not in this view" in page.locator(".panel").text_content()  # only block 1 has values
 
 
+@pytest.mark.slow
 def test_the_report_with_its_interactive_views(browser, tiny, tmp_path):
     from gpt2lab.inspection import inspect_prompt
     from gpt2lab.viz.html import write_html

@@ -74,6 +74,7 @@ def test_a_link_reopens_the_step_and_the_map_shows_it(page, server):  # noqa: F8
     assert page.input_value("#layer") == "4" and current(page) == "blocks.4.hook_resid_mid"
 
 
+@pytest.mark.slow
 def test_attention_lines_and_every_head_with_edits_from_the_link(page, server, tiny):  # noqa: F811
     edits = [{"kind": "ablate_head", "layer": 0, "head": 1}]
     page.goto(

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from html import escape
+from itertools import chain
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -311,7 +312,7 @@ def direction_text(trace: Trace, name: str, direction: Tensor, *, label: str = "
     x_t · direction (a steering vector, a probe, an unembedding row)."""
     _one_prompt(trace)
     value = trace[name][0].float()  # [T, C]
-    direction = torch.as_tensor(direction, dtype=torch.float32).flatten()
+    direction = torch.as_tensor(direction).detach().to(value.device, torch.float32).flatten()
     if value.dim() != 2 or direction.numel() != value.shape[-1]:
         raise UsageError(
             f"the direction needs {value.shape[-1]} channels to match {name} "
@@ -367,13 +368,9 @@ def lens_view(lens: LogitLens) -> View:
     targets = None
     if target_ids is not None:
         # The target's text is in the top tokens only where it ranks high: name it by id there.
-        known = {
-            i: t
-            for ids, toks in zip(
-                lens.top_ids.flatten(0, 1).tolist(), [c for row in lens.top_tokens for c in row]
-            )
-            for i, t in zip(ids, toks)
-        }
+        known: dict[int, str] = {}
+        for ids, texts in zip(lens.top_ids.flatten(0, 1).tolist(), chain(*lens.top_tokens)):
+            known.update(zip(ids, texts))
         targets = [known.get(i, f"id {i}") if i >= 0 else "" for i in target_ids.tolist()]
     data = {
         "points": [short_name(p) for p in lens.points],
