@@ -195,6 +195,8 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     check_prompt(args.prompt, sampling)
     if args.html is not None:
         prepare_output(args.html, "--html")
+    elif args.interactive:
+        raise UsageError("--interactive adds views to the --html report; add --html PATH")
     if args.plots is not None:
         prepare_output(args.plots, "--plots", folder=True)
     elif args.style is not None:
@@ -221,7 +223,7 @@ def cmd_inspect(args: argparse.Namespace) -> None:
     if args.html is not None:
         from ..viz.html import write_html
 
-        path = write_html(result, args.html)
+        path = write_html(result, args.html, interactive=args.interactive)
         # with --json, stdout holds the JSON alone
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if args.plots is not None:
@@ -330,6 +332,11 @@ def add_model_parsers(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         type=Path,
         help="also write it all as one self-contained HTML file (no network needed to open it)",
+    )
+    p.add_argument(
+        "--interactive",
+        action="store_true",
+        help="with --html: add the interactive views (model map, attention lines, every head)",
     )
     p.add_argument(
         "--plots",

@@ -1,9 +1,10 @@
 """Self-contained HTML views of one forward pass, for ``gpt2lab inspect --html`` and Jupyter.
 
 Everything is inline: the CSS in a <style> element, tables with coloured cells, figures as PNG
-data URIs. There is no script and no link to another file, font or web address, so a report
-opens offline, from a USB stick. The views draw library results (``Inspection``, ``LogitLens``,
-``Trace``) and compute nothing of their own.
+data URIs. There is no link to another file, font or web address, so a report opens offline,
+from a USB stick; there is no script either, unless ``interactive=True`` adds the views of
+``gpt2lab.viz.views`` (inline scripts drawing SVG). The views draw library results
+(``Inspection``, ``LogitLens``, ``Trace``) and compute nothing of their own.
 
     write_html(inspect_prompt(model, "Mike is quick. He moves"), "report.html")
     lens            # in Jupyter, a LogitLens, Trace or Inspection shows itself as these tables
@@ -36,6 +37,7 @@ _CSS = """
   color: #1b1b1b; font-size: 14px; line-height: 1.4; }
 .gpt2lab h1 { font-size: 20px; margin: 0.2em 0; }
 .gpt2lab h2 { font-size: 16px; margin: 1.2em 0 0.3em; }
+.gpt2lab h3 { font-size: 14px; margin: 1em 0 0.2em; }
 .gpt2lab p { margin: 0.3em 0; }
 .gpt2lab .note { color: #555; font-size: 12px; max-width: 40em; }
 .gpt2lab table { border-collapse: collapse; margin: 0.3em 0 0.8em; font-size: 12px; }
@@ -336,8 +338,38 @@ def _inspection_body(ins: Inspection, overview: Trace | None) -> str:
     return "\n".join(parts)
 
 
+def _interactive_section(ins: Inspection, overview: Trace | None) -> str:
+    """The interactive views of gpt2lab.viz.views (each with its inline script): the logit
+    lens, and with an overview trace the model map, attention lines and every head."""
+    from . import views
+
+    shown = [views.lens_view(ins.lens)]
+    if overview is not None:
+        pattern = f"blocks.{ins.layer}.attn.hook_pattern"
+        shown = [
+            views.model_map(
+                overview.config,
+                overview,
+                layer=ins.layer,
+                selected=pattern,
+                head=ins.head,
+                name=ins.model.name,
+            ),
+            views.attention_lines(overview, layer=ins.layer),
+            views.attention_heads(overview),
+            *shown,
+        ]
+    return "<h2>Interactive views</h2>\n" + "\n".join(
+        f"<h3>{escape(view.title)}</h3>\n{view.html()}" for view in shown
+    )
+
+
 def inspection_html(
-    ins: Inspection, *, overview: Trace | None = None, standalone: bool = True
+    ins: Inspection,
+    *,
+    overview: Trace | None = None,
+    standalone: bool = True,
+    interactive: bool = False,
 ) -> str:
     """Everything ``gpt2lab inspect`` shows, as HTML: tokens, next tokens, the logit lens, the
     attention of the chosen head, the step and the sampling lab if asked for.
@@ -345,19 +377,27 @@ def inspection_html(
     ``overview``: a trace of the same prompt that kept ``blocks.*.attn.hook_pattern`` adds a
     picture of every head (default: ``ins.patterns``, which ``inspect_prompt(all_heads=True)``
     keeps). ``standalone``: a whole document (True) or a <div> for a page that has one already,
-    such as a Jupyter notebook.
+    such as a Jupyter notebook. ``interactive``: add the interactive views (gpt2lab.viz.views:
+    the model map, attention lines, every head, the lens grid); the page then holds scripts,
+    still inline, still loading nothing.
     """
-    body = _inspection_body(ins, ins.patterns if overview is None else overview)
+    overview = ins.patterns if overview is None else overview
+    body = _inspection_body(ins, overview)
+    if interactive:
+        body += "\n" + _interactive_section(ins, overview)
     if not standalone:
         return _fragment(body)
     model = f"{ins.model.name}: " if ins.model.name else ""
     return _document(body, f"gpt2lab inspect: {model}{''.join(ins.tokens)}")
 
 
-def write_html(ins: Inspection, path: str | Path, *, overview: Trace | None = None) -> Path:
-    """Write ``inspection_html(ins, overview=overview)`` to ``path`` as one UTF-8 file."""
+def write_html(
+    ins: Inspection, path: str | Path, *, overview: Trace | None = None, interactive: bool = False
+) -> Path:
+    """Write ``inspection_html(ins, overview=overview, interactive=interactive)`` to ``path`` as
+    one UTF-8 file."""
     path = Path(path)
-    page = inspection_html(ins, overview=overview)
+    page = inspection_html(ins, overview=overview, interactive=interactive)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")

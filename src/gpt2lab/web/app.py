@@ -13,6 +13,8 @@ Each endpoint checks its request and calls the library functions a notebook user
     POST /api/lens       the logit lens
     POST /api/sampling   one sampling step, stage by stage, and the text with its token appended
     POST /api/edit       the next-token probabilities without and with the edits
+    POST /api/view       the data of an interactive view (model map, attention lines, every
+                         head), drawn by the views' JavaScript, served at /views
     POST /api/generate   the continuation, streamed as Server-Sent Events
 
 A request names its model, prompt and edits (ablate a head or an MLP, scale a neuron, add a
@@ -67,6 +69,7 @@ from .schemas import (
     Text,
     TokenizeRequest,
     TraceRequest,
+    ViewRequest,
 )
 
 __all__ = [
@@ -94,11 +97,13 @@ __all__ = [
     "Text",
     "TokenizeRequest",
     "TraceRequest",
+    "ViewRequest",
     "create_app",
     "partial_tokens",
 ]
 
 STATIC = Path(__file__).parent / "static"
+VIEWS = Path(__file__).parents[1] / "viz" / "views"  # the views' JavaScript, shared with Jupyter
 
 
 class _BodyLimit:
@@ -209,6 +214,10 @@ def create_app(
     async def lens(req: LensRequest) -> dict:
         return await lab.work(lab.lens, req)
 
+    @app.post("/api/view")
+    async def view(req: ViewRequest) -> dict:
+        return await lab.work(lab.view, req)
+
     @app.post("/api/sampling")
     async def sampling(req: SamplingRequest) -> dict:
         return await lab.work(lab.sampling, req)
@@ -237,5 +246,6 @@ def create_app(
         return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.mount("/views", StaticFiles(directory=VIEWS), name="views")
     app.add_middleware(_BodyLimit, max_bytes=MAX_BODY_BYTES)
     return app

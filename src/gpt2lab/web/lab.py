@@ -32,6 +32,7 @@ from ..model import GPT2
 from ..prompts import tokenizer_of
 from ..tokenizer import Tokenizer
 from ..trace import Trace
+from ..viz import views
 from ..viz.web_json import json_numbers, step_json
 from .edits import check_finite, library_edits
 from .schemas import (
@@ -48,6 +49,7 @@ from .schemas import (
     StepRequest,
     TokenizeRequest,
     TraceRequest,
+    ViewRequest,
 )
 
 T = TypeVar("T")
@@ -191,9 +193,12 @@ class Lab:
             )
         return ids
 
-    def trace(self, req: TraceRequest, layer: int | None = None) -> tuple[GPT2, Trace]:
+    def trace(
+        self, req: TraceRequest, layer: int | None = None, *, names: str | None = None
+    ) -> tuple[GPT2, Trace]:
         """The model and the trace of (model, prompt, edits), keeping block ``layer``'s steps
-        (default ``req.layer``): from the cache, or run now."""
+        (default ``req.layer``), or the steps ``names`` (a glob such as
+        ``blocks.*.attn.hook_pattern``): from the cache, or run now."""
         model = self.model(req.model)
         layer = req.layer if layer is None else layer
         check_index("layer", layer, model.config.n_layer)
@@ -202,11 +207,12 @@ class Lab:
         def run() -> Trace:
             ids = self.ids(model, req.prompt)
             edits = library_edits(model, ids, req.edits, functools.partial(self.ids, model))
-            trace = model.run_with_cache(ids, kept_steps(layer), edits=edits)
+            trace = model.run_with_cache(ids, names or kept_steps(layer), edits=edits)
             check_finite(trace.logits, req.edits)
             return trace
 
-        return model, self.traces.get((req.model, req.prompt, edits_key, layer), run)
+        kept = layer if names is None else names
+        return model, self.traces.get((req.model, req.prompt, edits_key, kept), run)
 
     def partial_tokens(self, name: str) -> dict[int, str]:
         """``partial_tokens`` of a model's tokenizer, worked out once."""
@@ -314,6 +320,17 @@ class Lab:
     def lens(self, req: LensRequest) -> dict:
         model, trace = self.trace(req)
         return logit_lens(model, trace, k=req.k, target=req.target, points=req.points).to_dict()
+
+    def view(self, req: ViewRequest) -> dict:
+        """The data an interactive view draws, built by gpt2lab.viz.views as in a notebook."""
+        if req.view == "map":
+            model, trace = self.trace(req)
+            return views.model_map(model, trace, layer=req.layer, name=req.model).data
+        _, trace = self.trace(req, names="blocks.*.attn.hook_pattern")
+        if req.view == "attention":
+            # The page's block only: the header's menu chooses another.
+            return views.attention_lines(trace, layer=req.layer, layers=[req.layer]).data
+        return views.attention_heads(trace).data
 
     def sampling(self, req: SamplingRequest) -> dict:
         model, trace = self.trace(req)

@@ -122,6 +122,13 @@ class StepRequest(TraceRequest):
     descending: bool = True
 
 
+class ViewRequest(TraceRequest):
+    """The data of an interactive view (gpt2lab.viz.views): the model ``map`` (with block
+    ``layer``'s values), ``attention`` lines or every ``heads``' pattern."""
+
+    view: Literal["map", "attention", "heads"]
+
+
 class LensRequest(TraceRequest):
     k: int = Field(5, ge=1, le=20)
     points: Literal["all", "post"] = "post"

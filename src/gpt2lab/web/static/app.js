@@ -10,6 +10,7 @@
 import { api } from "./api.js";
 import { $, el, range, showError } from "./dom.js";
 import { updateEditsBar } from "./edits.js";
+import { restore } from "./explainer.js";
 import { run, showUpTo, stopLanding } from "./notebook.js";
 import { config, state } from "./state.js";
 
@@ -65,6 +66,8 @@ async function start() {
   });
   updateEditsBar();
   $("#run").disabled = false; // only now are the models known
+  await restore(); // a link's model, prompt, block, cell and edits
+  window.addEventListener("hashchange", () => restore().catch(showError)); // a link pasted
 }
 
 start().catch(showError);

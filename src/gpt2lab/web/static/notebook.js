@@ -8,6 +8,7 @@ import { renderEdit, updateEditsBar } from "./edits.js";
 import { renderStep } from "./grid.js";
 import { renderLens, renderNext, renderSampling } from "./outputs.js";
 import { EMPTY_PROMPT, actions, state, tokenText } from "./state.js";
+import { renderAttentionLines as renderLines, renderHeads } from "./viewcells.js";
 
 /** @typedef {import("./types.js").Run} Run */
 /** @typedef {import("./types.js").RunAnswer} RunAnswer */
@@ -43,6 +44,13 @@ function cellList(run) {
   for (const step of run.steps) {
     const { title } = step; // from the library's table of steps (hooks.STEPS)
     cells.push({ key: step.name, group: groupOf(step.name), title, step, render: renderStep });
+    if (step.name.endsWith("attn.hook_pattern")) {
+      const group = groupOf(step.name);
+      cells.push(
+        { key: "attention-lines", group, title: "Attention as lines", render: renderLines },
+        { key: "every-head", group, title: "Every head of every block", render: renderHeads },
+      );
+    }
   }
   cells.push(
     {
@@ -121,6 +129,7 @@ export function showUpTo(last, scroll = true) {
   $("#run-to").value = String(last);
   $("#next-cell").disabled = state.shown >= state.cells.length;
   if (scroll) landOn(state.cells[last], drawing);
+  actions.landed(state.cells[last].key);
 }
 
 // Scroll to a cell now, and again once the cells drawn above it have their final heights (they
@@ -198,6 +207,7 @@ export async function run(keepCells) {
   for (const button of STEPPER) $(button).disabled = false;
   showUpTo(shown - 1, !keepCells);
   updateEditsBar();
+  actions.ran();
 }
 
 actions.run = run;

@@ -48,10 +48,18 @@ export const state = {
 /**
  * What the cells ask the notebook to do. The notebook fills it in when it loads, so that the
  * cells' modules need not import the notebook, which imports them.
- * @type {{run: (keepCells: boolean) => Promise<void>}}
+ * The explainer (explainer.js) adds its own: ``ran`` after a run, ``landed`` on a cell,
+ * ``go`` to a step's cell.
+ * @type {{
+ *   run: (keepCells: boolean) => Promise<void>, ran: () => void,
+ *   landed: (key: string) => void, go: (key: string) => Promise<void>,
+ * }}
  */
 export const actions = {
   run: async () => {},
+  ran: () => {},
+  landed: () => {},
+  go: async () => {},
 };
 
 /** The config of the model chosen in the bar. */
