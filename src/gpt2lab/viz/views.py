@@ -331,10 +331,10 @@ def head_norm_text(model: GPT2, trace: Trace, layer: int, head: int) -> View:
     _one_prompt(trace)
     name = f"blocks.{layer}.attn.hook_z"
     check_index("head", head, model.config.n_head)
-    z = heads_first(trace[name][0], name)  # [H, T, D]
+    z = trace[name][0]  # [T, H, D], as hook_z holds it and head_outputs takes it
     attn = model.transformer.h[layer].attn
     with torch.no_grad():
-        out = head_outputs(attn, z.to(attn.c_proj.weight))[head]  # [T, C]
+        out = head_outputs(attn, z.to(attn.c_proj.weight))[:, head]  # [T, C]
     return colored_text(
         trace.tokens(0), out.norm(dim=-1).cpu(), f"block {layer} head {head} ‖output‖"
     )
@@ -419,7 +419,7 @@ def map_group(name: str) -> str:
     return _GROUPS.get(inner, "resid")
 
 
-_LABELS = {"attn_scores": "scores", "masked_scores": "masked", "normalized": "norm"}
+_LABELS = {"unmasked_scores": "unmasked", "attn_scores": "masked", "normalized": "norm"}
 
 
 def _label(name: str) -> str:
