@@ -230,6 +230,16 @@ CLI_CASES = {
         f"layer must be an integer in [0, {L}), got 99",
     ),
     "steps-missing-model": (["steps", "--model", "{missing}"], 1, "no such folder: {missing}"),
+    "spreadsheet-empty-prompt": (
+        ["spreadsheet", "", "--model", "chars", "--out", "x.xlsx"],
+        2,
+        "the prompt is empty",
+    ),
+    "spreadsheet-missing-model": (
+        ["spreadsheet", "ab", "--model", "{missing}", "--out", "x.xlsx"],
+        1,
+        "no such folder: {missing}",
+    ),
     "steps-layer-not-a-number": (["steps", "--layer", "one"], 2, "invalid int value: 'one'"),
     # inspect
     "inspect-layer-99": (
