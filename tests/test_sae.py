@@ -265,7 +265,8 @@ def test_dashboard_shows_the_top_contexts(tiny_and_sae, held_out, tmp_path):
     path = report.write_html(tmp_path / "feature.html")
     page = path.read_text(encoding="utf-8")
     for c in report.contexts:
-        peak = re.escape(c.tokens[c.at].replace("&", "&amp;").replace("<", "&lt;"))
+        shown = c.tokens[c.at].replace("\n", "↵").replace("&", "&amp;").replace("<", "&lt;")
+        peak = re.escape(shown)
         assert re.search(f'class="peak"[^>]*>{peak}</span>', page)
     assert not re.search(r"(src|href)=\"?https?:", page)
     assert report._repr_html_().startswith('<div class="gpt2lab">')

@@ -384,7 +384,8 @@ def _context_line(tokens: Sequence[str], acts: Sequence[float], at: int, top: fl
     for i, (text, act) in enumerate(zip(tokens, acts)):
         cls = ' class="peak"' if i == at else ""
         style = f"background:{_activation_colour(act / top if top > 0 else 0.0)}"
-        spans.append(f'<span{cls} style="{style}" title="{act:.3f}">{escape(text)}</span>')
+        shown = escape(text.replace("\n", "↵"))  # one line per context
+        spans.append(f'<span{cls} style="{style}" title="{act:.3f}">{shown}</span>')
     return '<div class="ctx">' + "".join(spans) + "</div>"
 
 
