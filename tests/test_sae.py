@@ -336,6 +336,8 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
             "activation must be topk or relu",
         ),
         (["sae", "features", "--sae", "no/such", "--prompt", "Hi"], "no SAE there"),
+        (["sae", "train", "--data", "x", "--step", "blocks.0.attn.hook_q"], "one vector per token"),
+        (["sae", "train", "--data", "x", "--step", "blocks.0.hook_resid"], "unknown step"),
         (
             ["sae", "steer", "100000", "--prompt", "Hi", "--strength", "2"],
             "feature must be an integer in",

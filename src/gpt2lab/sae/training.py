@@ -46,7 +46,15 @@ from ..train.checkpoints import (
 from ..train.data import TokenData
 from ..train.run import BatchSampler
 from ..weights import load
-from .autoencoder import SAE, SAEConfig, activations_at, load_sae, normalize_decoder, step_width
+from .autoencoder import (
+    SAE,
+    SAEConfig,
+    activations_at,
+    check_step,
+    load_sae,
+    normalize_decoder,
+    step_width,
+)
 
 LOG_FIELDS = (
     "step",
@@ -107,8 +115,7 @@ class SAETrainConfig:
             raise UsageError(f"activation must be topk or relu, not {self.activation!r}")
         if not self.data:
             raise UsageError("no data: pass --data DIR (made by `gpt2lab prepare`)")
-        if not self.step.startswith(("blocks.", "hook_", "ln_final")):
-            raise UsageError(f"--step {self.step}: not a step name (`gpt2lab steps` lists them)")
+        check_step(self.step)  # a known step with one vector per token (the layer: once loaded)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SAETrainConfig:
