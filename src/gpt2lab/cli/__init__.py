@@ -1,8 +1,8 @@
 """`gpt2lab <command>`: parses arguments, calls the library, prints. Computes nothing itself.
 
-One module per family of commands (``model_cmds``, ``train``, ``evals``, ``serve``, ``verify``),
-each adding its commands to the parser built here; ``common`` holds what they share (the model
-arguments, output paths). Nothing in the library imports this package: it sits on top.
+One module per family of commands (``model_cmds``, ``train``, ``evals``, ``sae``, ``serve``,
+``verify``), each adding its commands to the parser built here; ``common`` holds what they share
+(the model arguments, output paths). Nothing in the library imports this package: it sits on top.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from ..errors import GPT2LabError
 from .evals import add_eval_parser
 from .model_cmds import add_model_parsers
+from .sae import add_sae_parsers
 from .serve import add_serve_parser
 from .spreadsheet import add_spreadsheet_parser
 from .train import add_train_parsers
@@ -31,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_parsers(sub)
     add_train_parsers(sub)
     add_eval_parser(sub)
+    add_sae_parsers(sub)
     add_serve_parser(sub)
     add_verify_parser(sub)
     add_spreadsheet_parser(sub)

@@ -17,15 +17,14 @@ import csv
 import io
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from safetensors import SafetensorError
 
 from ..errors import CheckpointError, OutputError
 from ..files import atomic_folder, reason, write_atomic
-from ..model import GPT2
-from ..weights import RUN_POINTER, run_checkpoint, save_pretrained
+from ..weights import RUN_POINTER, run_checkpoint
 
 STATE_FILE = "training_state.pt"
 CSV_FIELDS = ("step", "tokens", "lr", "train_loss", "val_loss", "elapsed_s")
@@ -54,7 +53,13 @@ def remove_partial_checkpoints(run_dir: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def save_checkpoint(run_dir: Path, model: GPT2, state: dict[str, Any], keep: int) -> Path:
+class Saves(Protocol):
+    """What a checkpoint holds the weights of: a GPT2 (a model folder) or an SAE (SAE Lens's)."""
+
+    def save(self, path: str | Path) -> Path: ...
+
+
+def save_checkpoint(run_dir: Path, model: Saves, state: dict[str, Any], keep: int) -> Path:
     """Write a checkpoint folder atomically, point ``latest`` at it, prune old ones.
 
     If writing fails (a full disk), the partial folder is removed and ``latest`` still points at
@@ -67,7 +72,7 @@ def save_checkpoint(run_dir: Path, model: GPT2, state: dict[str, Any], keep: int
         # A folder of this name left by an earlier run (that died before moving `latest` to it)
         # is replaced.
         with atomic_folder(final) as tmp:
-            save_pretrained(model, tmp)
+            model.save(tmp)
             with open(tmp / STATE_FILE, "wb") as f:  # a Python file: a full disk raises OSError
                 torch.save(state, f)
         write_atomic(run_dir / RUN_POINTER, name + "\n")
@@ -116,10 +121,10 @@ def read_log(path: Path, up_to_step: int) -> list[dict[str, str]]:
         return [row for row in csv.DictReader(f) if int(row["step"]) <= up_to_step]
 
 
-def write_log(path: Path, rows: list[dict[str, Any]]) -> None:
-    """loss.csv, whole or not at all."""
+def write_log(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...] = CSV_FIELDS) -> None:
+    """loss.csv (columns ``fields``: the trainer's, or an SAE run's), whole or not at all."""
     text = io.StringIO(newline="")
-    writer = csv.DictWriter(text, fieldnames=CSV_FIELDS)
+    writer = csv.DictWriter(text, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
     write_atomic(path, text.getvalue())

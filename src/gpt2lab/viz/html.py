@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ..generate import SamplingExplanation
     from ..inspection import Inspection, StepValues
     from ..lens import LogitLens
+    from ..sae.features import FeatureReport, TokenEffect
     from ..trace import Trace
 
 # Every rule is scoped to .gpt2lab, so that a view inside a Jupyter page restyles nothing else.
@@ -53,6 +54,10 @@ _CSS = """
 .gpt2lab img { max-width: 100%; height: auto; }
 .gpt2lab details summary { cursor: pointer; }
 .gpt2lab .side { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
+.gpt2lab .ctx { font-family: ui-monospace, "SF Mono", Menlo, Consolas, monospace;
+  white-space: pre-wrap; margin: 0.15em 0; }
+.gpt2lab .ctx span { border-radius: 2px; }
+.gpt2lab .ctx .peak { outline: 1px solid #c0392b; }
 """
 
 
@@ -401,6 +406,101 @@ def write_html(
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(page, encoding="utf-8")
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
+    return path
+
+
+# --- an SAE feature's dashboard -----------------------------------------------------------------
+def _activation_colour(value: float) -> str:
+    """Orange, as strong as ``value`` in [0, 1] (white at 0): activations, not probabilities."""
+    alpha = max(0.0, min(1.0, value))
+    return f"rgba(230,120,20,{alpha:.3f})"
+
+
+def _context_line(tokens: Sequence[str], acts: Sequence[float], at: int, top: float) -> str:
+    """A context with each token shaded by the feature's activation on it (hover: the value)."""
+    spans = []
+    for i, (text, act) in enumerate(zip(tokens, acts)):
+        cls = ' class="peak"' if i == at else ""
+        style = f"background:{_activation_colour(act / top if top > 0 else 0.0)}"
+        shown = escape(text.replace("\n", "↵"))  # one line per context
+        spans.append(f'<span{cls} style="{style}" title="{act:.3f}">{shown}</span>')
+    return '<div class="ctx">' + "".join(spans) + "</div>"
+
+
+def _histogram_svg(edges: Sequence[float], counts: Sequence[int]) -> str:
+    """An inline SVG bar chart of the non-zero activations."""
+    width, height, n = 360, 120, max(len(counts), 1)
+    peak = max(counts, default=0) or 1
+    bar = width / n
+    rects = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - height * c / peak:.1f}" width="{bar - 1:.1f}" '
+        f'height="{height * c / peak:.1f}" fill="#e67814"><title>{edges[i]:.2f}-'
+        f"{edges[i + 1]:.2f}: {c}</title></rect>"
+        for i, c in enumerate(counts)
+    )
+    axis = (
+        f'<text x="0" y="{height + 14}" font-size="11">0</text>'
+        f'<text x="{width}" y="{height + 14}" font-size="11" text-anchor="end">'
+        f"{edges[-1] if edges else 0:.2f}</text>"
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 18}" '
+        f'role="img" aria-label="activation histogram">{rects}{axis}</svg>'
+    )
+
+
+def _effects_table(title: str, rows: Sequence[TokenEffect]) -> str:
+    body = [_header(title, "logit effect")]
+    body += [
+        _row(f"<td>{_tok(r.token)}</td>", f'<td class="num">{r.effect:+.3f}</td>') for r in rows
+    ]
+    return _table("effects", body)
+
+
+def _feature_body(report: FeatureReport) -> str:
+    top = report.max_activation
+    contexts = (
+        "".join(_context_line(c.tokens, c.activations, c.at, top) for c in report.contexts)
+        or '<p class="note">It did not fire on these tokens.</p>'
+    )
+    effects = (
+        _side(
+            _effects_table("promoted", report.promoted),
+            _effects_table("suppressed", report.suppressed),
+        )
+        if report.promoted
+        else '<p class="note">This step is not the residual stream: no direct logit effect.</p>'
+    )
+    return (
+        f"<h1>Feature {report.feature} of {escape(report.hook_name)}</h1>"
+        f"<p>fires on {report.fraction_active:.3%} of {report.tokens_read:,} tokens; "
+        f"largest activation {top:.3f}</p>"
+        f"<h2>Top contexts</h2>{contexts}"
+        f"<h2>Activations (non-zero)</h2>{_histogram_svg(*report.histogram)}"
+        "<h2>Tokens it promotes and suppresses</h2>"
+        '<p class="note">W_dec[f], centred and scaled by ln_final\'s gain, times the '
+        "unembedding: how adding the direction moves each logit.</p>"
+        f"{effects}"
+    )
+
+
+def feature_html(report: FeatureReport, *, standalone: bool = True) -> str:
+    """An SAE feature's dashboard: top contexts, activation histogram, promoted and suppressed
+    tokens; a whole document, or a <div> for Jupyter (``standalone=False``)."""
+    body = _feature_body(report)
+    if not standalone:
+        return _fragment(body)
+    return _document(body, f"gpt2lab SAE feature {report.feature} of {report.hook_name}")
+
+
+def write_feature_html(report: FeatureReport, path: str | Path) -> Path:
+    """Write ``feature_html(report)`` to ``path`` as one UTF-8 file."""
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(feature_html(report), encoding="utf-8")
     except OSError as e:
         raise OutputError(f"cannot write {path}: {e.strerror or e}") from None
     return path
