@@ -96,10 +96,20 @@ var = ((x - mu) ** 2).mean(dim=-1, keepdim=True)  # [T, 1]
 check(f"blocks.{L}.ln1.hook_var", var)
 
 # %% [markdown]
+# ## Layer norm 1: scale
+#
+# The standard deviation of each position, with a small ε so that it is never zero.
+# TransformerLens calls it `hook_scale`.
+
+# %%
+scale = torch.sqrt(var + eps)  # [T, 1]
+check(f"blocks.{L}.ln1.hook_scale", scale)
+
+# %% [markdown]
 # ## Layer norm 1: normalize
 
 # %%
-x_hat = (x - mu) / torch.sqrt(var + eps)  # [T, C]
+x_hat = (x - mu) / scale  # [T, C]
 check(f"blocks.{L}.ln1.hook_normalized", x_hat)
 
 # %% [markdown]
@@ -152,7 +162,7 @@ check(f"blocks.{L}.attn.hook_v", v, head=HEAD)
 
 # %%
 scores = q @ k.T / math.sqrt(D)  # [T, T]
-check(f"blocks.{L}.attn.hook_attn_scores", scores, head=HEAD)
+check(f"blocks.{L}.attn.hook_unmasked_scores", scores, head=HEAD)
 
 # %% [markdown]
 # ## The causal mask
@@ -164,7 +174,7 @@ check(f"blocks.{L}.attn.hook_attn_scores", scores, head=HEAD)
 T = x.shape[0]
 future = torch.ones(T, T, dtype=torch.bool).triu(diagonal=1)  # key after query
 masked = scores.masked_fill(future, float("-inf"))
-check(f"blocks.{L}.attn.hook_masked_scores", masked, head=HEAD)
+check(f"blocks.{L}.attn.hook_attn_scores", masked, head=HEAD)  # masked, as in TransformerLens
 
 # %% [markdown]
 # ## The attention pattern
@@ -216,14 +226,16 @@ check(f"blocks.{L}.hook_resid_mid", resid_mid)
 # %% [markdown]
 # ## Layer norm 2
 #
-# The same four steps as layer norm 1, with their own gain and bias, before the MLP.
+# The same five steps as layer norm 1, with their own gain and bias, before the MLP.
 
 # %%
 mu2 = resid_mid.mean(dim=-1, keepdim=True)
 var2 = ((resid_mid - mu2) ** 2).mean(dim=-1, keepdim=True)
-x_hat2 = (resid_mid - mu2) / torch.sqrt(var2 + eps)
+scale2 = torch.sqrt(var2 + eps)
+x_hat2 = (resid_mid - mu2) / scale2
 h2 = x_hat2 * block.ln_2.weight + block.ln_2.bias
-for name, mine in [("mean", mu2), ("var", var2), ("normalized", x_hat2), ("out", h2)]:
+steps = [("mean", mu2), ("var", var2), ("scale", scale2), ("normalized", x_hat2), ("out", h2)]
+for name, mine in steps:
     check(f"blocks.{L}.ln2.hook_{name}", mine)
 
 # %% [markdown]

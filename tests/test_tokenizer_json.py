@@ -318,7 +318,6 @@ def test_metaspace_and_lowercase_are_named(pairs, tmp_path):
         lambda spec: spec["model"].update(merges=[["a"]]),
         lambda spec: spec["model"].update(merges=5),
         lambda spec: spec["model"]["vocab"].update(x="1"),
-        lambda spec: spec["model"]["vocab"].pop("Ġ"),
         lambda spec: spec.update(added_tokens=[{"id": 5}]),
         lambda spec: spec.update(pre_tokenizer=["ByteLevel"]),
         lambda spec: spec["pre_tokenizer"]["pretokenizers"][0].update(

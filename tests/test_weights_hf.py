@@ -689,8 +689,8 @@ def test_unknown_names_suggest_the_nearest_model(no_download, name, suggestion):
     with pytest.raises(ModelNotFoundError) as excinfo:
         gpt2lab.load(name)
     assert str(excinfo.value) == (
-        f"unknown model {name!r}: not a folder, not a bundled model (tiny) and not a Hugging Face "
-        f"Hub id in the cache; {suggestion}"
+        f"unknown model {name!r}: not a folder, not a bundled model (chars, tiny) and not a "
+        f"Hugging Face Hub id in the cache; {suggestion}"
     )
 
 

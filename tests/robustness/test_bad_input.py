@@ -230,6 +230,25 @@ CLI_CASES = {
         f"layer must be an integer in [0, {L}), got 99",
     ),
     "steps-missing-model": (["steps", "--model", "{missing}"], 1, "no such folder: {missing}"),
+    "sae-train-missing-data": (
+        [
+            "sae",
+            "train",
+            "--model",
+            "tiny",
+            "--data",
+            "{missing}",
+            "--step",
+            "blocks.2.hook_resid_pre",
+        ],
+        1,
+        "is not a prepared data folder",
+    ),
+    "sae-steer-feature-out-of-range": (
+        ["sae", "steer", "99999", "--prompt", "x", "--strength", "3"],
+        2,
+        "feature must be an integer in [0, 768), got 99999",
+    ),
     "spreadsheet-empty-prompt": (
         ["spreadsheet", "", "--model", "chars", "--out", "x.xlsx"],
         2,
@@ -328,7 +347,7 @@ CLI_CASES = {
     "prepare-tokenizer-missing-files": (
         ["prepare", "{text}", "--out", "{root}/p", "--tokenizer", "{half_tokenizer}"],
         1,
-        "has no tokenizer files: expected encoder.json + vocab.bpe",
+        "has no tokenizer files: expected tokenizer.json, encoder.json + vocab.bpe",
     ),
     "prepare-out-is-a-file": (["prepare", "{text}", "--out", "{text}"], 2, "is a file"),
     "prepare-out-in-missing-folder": (
