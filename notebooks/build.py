@@ -33,9 +33,6 @@ from nbclient import NotebookClient
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 IMAGES = ROOT / "docs" / "images"
-# The tests run these only with the slow tests (CI does): the most CPU (patching, training,
-# scoring hundreds of passages), where the others take seconds after the kernel starts.
-SLOW = {"05_looking_for_a_circuit", "06_training_a_small_gpt", "07_evaluating_like_the_paper"}
 _CELL = re.compile(r"^# %%(?P<markdown> \[markdown\])?(?: tags=(?P<tags>\[.*\]))?\s*$")
 _WIDGET = "application/vnd.jupyter.widget-view+json"
 _MAGIC = re.compile(r"^# (%[a-z]\w*.*)$")  # "# %matplotlib inline" -> "%matplotlib inline"

@@ -95,9 +95,14 @@ def matplotlib_cache(tmp_path_factory):
     return tmp_path_factory.mktemp("mplconfig")
 
 
+# The default run executes one notebook, the block step by step; the others run with the slow
+# tests (CI runs those too), since each costs a kernel and a model load.
+EVERY_RUN = {"02_one_block"}
+
+
 @pytest.mark.parametrize(
     "source",
-    [pytest.param(s, marks=pytest.mark.slow) if s.stem in build.SLOW else s for s in SOURCES],
+    [s if s.stem in EVERY_RUN else pytest.param(s, marks=pytest.mark.slow) for s in SOURCES],
     ids=NAMES,
 )
 def test_notebook_runs(source, tmp_path, matplotlib_cache):

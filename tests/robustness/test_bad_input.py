@@ -241,7 +241,7 @@ CLI_CASES = {
             "--step",
             "blocks.2.hook_resid_pre",
         ],
-        1,
+        2,
         "is not a prepared data folder",
     ),
     "sae-steer-feature-out-of-range": (
