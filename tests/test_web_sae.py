@@ -4,12 +4,25 @@ again for comparison; bad SAEs, features and strengths are refused with a 4xx.""
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
+
 import pytest
 import torch
 from conftest import WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
 from fastapi.testclient import TestClient
 from sse import events
 from test_web_api import serve_parser
+from test_web_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    cell,
+    open_prompt,
+    run_to,
+    wait_computed,
+)
 
 from gpt2lab.errors import UsageError
 from gpt2lab.sae import active_features, feature_report, load_sae, steer
@@ -182,3 +195,73 @@ def test_serve_passes_its_saes(tiny, monkeypatch):
     with pytest.raises(Exception, match="no-such-sae: no SAE there"):
         args.func(args)
     assert loaded == []  # refused before any model loads
+
+
+# --- the page ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def sae_server(tiny, sae):
+    """The app with tiny-sae under uvicorn in a thread, on a free port; yields its URL."""
+    import uvicorn
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = create_app({"tiny": tiny}, saes={"tiny-sae": sae})
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "the server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def page(sae_server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport=VIEWPORT)
+        page.errors = []  # uncaught JavaScript errors
+        page.on("pageerror", lambda error: page.errors.append(str(error)))
+        yield page
+        browser.close()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/chromium")
+def test_the_page_lists_features_opens_one_and_steers_generation(page, sae_server, tiny, sae):
+    keys = open_prompt(page, sae_server, PROMPT)
+    run_to(page, keys, "edit")
+    edit_cell = cell(page, "edit")
+    edit_cell.locator("[data-sae=list]").click()
+    edit_cell.locator(f"button[data-feature='{DOG_FEATURE}']").last.click()
+    frame = edit_cell.locator(".sae-dashboard iframe")
+    frame.wait_for()
+    assert f"{DOG_FEATURE}" in frame.get_attribute("srcdoc")
+    assert edit_cell.locator("[data-sae=feature]").input_value() == str(DOG_FEATURE)
+    edit_cell.locator("[data-sae=strength]").fill("20")
+    add = edit_cell.locator("[data-add=sae_feature]")
+    add.evaluate("b => b.scrollIntoView({block: 'center'})")  # not under the sticky bar
+    add.click()
+    assert (
+        page.locator("#edits .chip")
+        .inner_text()
+        .startswith(f"tiny-sae feature {DOG_FEATURE}: add 20")
+    )
+    page.click("#rerun")
+    page.wait_for_selector('[data-cell="edit"] table.compare')
+    wait_computed(page, "next")
+    cell(page, "next").get_by_role("button", name="Generate ▸").click()
+    steered = tiny.generate_text(
+        PROMPT, 20, top_p=0.9, seed=0, edits=[steer(sae, DOG_FEATURE, 20.0)]
+    )
+    assert steered != tiny.generate_text(PROMPT, 20, top_p=0.9, seed=0)
+    page.wait_for_function(
+        "text => document.querySelector(\"[data-cell='next'] .new\")?.textContent === text",
+        arg=steered,
+    )
+    assert page.errors == []
