@@ -39,6 +39,7 @@ COMPUTING = {  # a valid body for each route that runs the model
 HEAD = {"kind": "ablate_head", "layer": 0, "head": 0}
 NEURON = {"kind": "scale_neuron", "layer": 0, "neuron": 1, "factor": 2.0}
 STEER = {"kind": "steer", "layer": 2, "positive": " happy", "negative": " sad", "scale": 1.0}
+SAE_EDIT = {"kind": "sae_feature", "sae": "tiny-sae", "feature": 0, "strength": 4.0}
 SET = {"kind": "set_value", "step": "blocks.0.hook_resid_pre", "index": [0, 0], "value": 1.0}
 TOO_MANY_TOKENS = " the" * (MAX_PROMPT_TOKENS + 1)  # 260 characters: under the character cap
 PATHS = ["/etc", "/etc/passwd", "gpt2", "openai-community/gpt2", "../tiny", "tiny/", "~/.cache"]
@@ -218,6 +219,11 @@ CASES = [
     ("edit", {"edits": [{**STEER, "scale": 1e308}]}, 400, "the logits are inf or NaN"),
     ("edit", {"edits": [{**STEER, "positive": TOO_MANY_TOKENS}]}, 400, "at most 64"),
     ("edit", {"edits": [{**STEER, "negative": ""}]}, 422, "edits.0.steer.negative"),
+    ("edit", {"edits": [SAE_EDIT]}, 404, "unknown SAE 'tiny-sae' for model 'tiny'"),
+    ("edit", {"edits": [{**SAE_EDIT, "strength": 1e308}]}, 422, "less than or equal to 1000"),
+    ("edit", {"edits": [{**SAE_EDIT, "feature": -1}]}, 422, "edits.0.sae_feature.feature"),
+    ("edit", {"edits": [{**SAE_EDIT, "mode": "set"}]}, 422, "edits.0.sae_feature.mode"),
+    ("edit", {"edits": [{**SAE_EDIT, "sae": ""}]}, 422, "edits.0.sae_feature.sae"),
     ("edit", {"edits": [{**SET, "step": "nope"}]}, 400, "no step is named 'nope'"),
     ("edit", {"edits": [{**SET, "step": "hook_probs"}]}, 400, "stop at hook_logits"),
     ("edit", {"edits": [{**SET, "index": [0]}]}, 400, "give 2 indices"),
@@ -237,6 +243,7 @@ CASES = [
     ("generate", {"edits": [SET]}, 400, "remove it to generate"),
     ("generate", {"edits": [{**HEAD, "head": 9}]}, 400, f"head must be an integer in [0, {H})"),
     ("generate", {"edits": [{**STEER, "scale": 1e308}]}, 400, "the logits are inf or NaN"),
+    ("generate", {"edits": [SAE_EDIT]}, 404, "unknown SAE 'tiny-sae'"),
     ("generate", {"edits": [HEAD] * 17}, 422, "edits: List should have at most 16 items"),
     ("generate", {"layer": 0}, 422, "layer: Extra inputs are not permitted"),
 ]
@@ -273,6 +280,11 @@ NOT_FINITE = [
         '"value": -Infinity}]',
         "value: Input should be a finite number",
     ),
+    (
+        "generate",
+        '"edits": [{"kind": "sae_feature", "sae": "s", "feature": 0, "strength": NaN}]',
+        "strength: Input should be a finite number",
+    ),
 ]
 
 
@@ -283,6 +295,24 @@ def test_nan_and_infinity_are_refused(client, route, field, message):
         f"/api/{route}", content=raw, headers={"Content-Type": "application/json"}
     )
     assert_refused(response, 422, message)
+    assert_still_serving(client)
+
+
+@pytest.mark.parametrize(
+    ("route", "fields", "status", "message"),
+    [
+        ("sae/features", {"prompt": PROMPT, "sae": "tiny-sae"}, 404, "unknown SAE 'tiny-sae'"),
+        ("sae/features", {"prompt": PROMPT, "sae": "../x", "k": 21}, 422, "k: Input should be"),
+        ("sae/features", {"prompt": "", "sae": "s"}, 422, "prompt: String should have at least"),
+        ("sae/feature", {"sae": "/etc", "feature": 0}, 404, "unknown SAE '/etc'"),
+        ("sae/feature", {"sae": "s", "feature": "one"}, 422, "feature: Input should be"),
+        ("sae/feature", {"model": "gpt2", "sae": "s", "feature": 0}, 404, "unknown model"),
+        ("sae/feature", {"sae": "s", "feature": 0, "prompt": "x"}, 422, "prompt: Extra inputs"),
+    ],
+)
+def test_the_sae_routes_refuse_bad_input(client, route, fields, status, message):
+    response = client.post(f"/api/{route}", json={"model": "tiny", **fields})
+    assert_refused(response, status, message)
     assert_still_serving(client)
 
 

@@ -62,6 +62,13 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
         f"flag to serve several (default: {DEFAULT_MODEL}, or {FALLBACK_MODEL} when that cannot "
         "be had). Requests can only pick among these",
     )
+    p.add_argument(
+        "--sae",
+        action="append",
+        default=None,
+        help="a sparse autoencoder to serve for the model whose step it reads: tiny-sae "
+        "(bundled, for tiny), an `sae train` run or SAE Lens's folder; repeat for several",
+    )
     p.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda (default: cpu)")
     p.add_argument(
         "--dtype",
@@ -98,9 +105,12 @@ def add_serve_parser(subparsers: argparse._SubParsersAction) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from ..sae import load_sae
     from ..web.app import create_app
 
     check_can_listen(args.host, args.port)
+    # SAEs are small: read them before the models, so a bad --sae fails at once
+    saes = {name: load_sae(name) for name in args.sae or []}
     models = {}
     for name in args.model or [None]:
         one = argparse.Namespace(
@@ -113,6 +123,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
         max_prompt_tokens=args.max_prompt_tokens,
         max_new_tokens=args.max_new_tokens,
         max_concurrent=args.max_concurrent,
+        saes=saes,
     )
     if not is_loopback(args.host):
         print(

@@ -16,6 +16,8 @@ Each endpoint checks its request and calls the library functions a notebook user
     POST /api/view       the data of an interactive view (model map, attention lines, every
                          head), drawn by the views' JavaScript, served at /views
     POST /api/generate   the continuation, streamed as Server-Sent Events
+    POST /api/sae/features  an SAE's most active features at each position of the prompt
+    POST /api/sae/feature   one SAE feature's dashboard (the library's self-contained HTML)
 
 A request names its model, prompt and edits (ablate a head or an MLP, scale a neuron, add a
 steering vector, set one value). The traces of recent runs are cached per (model, prompt, edits,
@@ -44,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import GPT2LabError, UsageError
 from ..model import GPT2
+from ..sae import SAE
 from .lab import Lab, partial_tokens
 from .schemas import (
     CHARS_PER_TOKEN,
@@ -59,6 +62,8 @@ from .schemas import (
     LensRequest,
     PromptRequest,
     RunRequest,
+    SaeFeatureRequest,
+    SaeFeaturesRequest,
     Sampling,
     SamplingRequest,
     ScaleNeuron,
@@ -151,6 +156,7 @@ def create_app(
     max_new_tokens: int = 256,
     max_concurrent: int = 2,
     max_cache_bytes: int = 2 * 2**30,
+    saes: dict[str, SAE] | None = None,
 ) -> FastAPI:
     """The web app for ``models`` (name -> model): the page at / and the JSON API at /api.
 
@@ -158,7 +164,8 @@ def create_app(
     at ``max_prompt_tokens`` tokens (and the model's context) and ``CHARS_PER_TOKEN`` times as
     many characters, request bodies at ``MAX_BODY_BYTES``, generation at ``max_new_tokens`` per
     request, model work (a whole generation included) at ``max_concurrent`` at once, and cached
-    traces at ``max_cache_bytes`` (the newest is always kept).
+    traces at ``max_cache_bytes`` (the newest is always kept). ``saes`` (name -> SAE) are
+    the sparse autoencoders served, each for the models whose step it reads.
     """
     if not models:
         raise UsageError("create_app needs at least one model")
@@ -170,7 +177,9 @@ def create_app(
     }.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{what} must be a positive integer, got {value!r}")
-    lab = Lab(dict(models), max_prompt_tokens, max_new_tokens, max_concurrent, max_cache_bytes)
+    lab = Lab(
+        dict(models), max_prompt_tokens, max_new_tokens, max_concurrent, max_cache_bytes, saes
+    )
     # No Swagger or ReDoc pages: they load their scripts from a CDN. /openapi.json stays.
     app = FastAPI(title="gpt2lab", summary="GPT-2 as a notebook", docs_url=None, redoc_url=None)
     app.state.lab = lab
@@ -225,6 +234,14 @@ def create_app(
     @app.post("/api/edit")
     async def edit(req: RunRequest) -> dict:
         return await lab.work(lab.edit, req)
+
+    @app.post("/api/sae/features")
+    async def sae_features(req: SaeFeaturesRequest) -> dict:
+        return await lab.work(lab.sae_features, req)
+
+    @app.post("/api/sae/feature")
+    async def sae_feature(req: SaeFeatureRequest) -> dict:
+        return await lab.work(lab.sae_feature, req)
 
     @app.post("/api/generate")
     async def generate(req: GenerateRequest) -> StreamingResponse:

@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..errors import UsageError, check_index
 from ..model import GPT2
+from ..sae import SAE, steer
 from ..trace import (
     Edit,
     ablate_head,
@@ -23,15 +24,19 @@ from ..trace import (
     set_to,
     steering_vector,
 )
-from .schemas import AblateHead, AblateMlp, EditSpec, ScaleNeuron, SetValue, Steer
+from .schemas import AblateHead, AblateMlp, EditSpec, SaeFeature, ScaleNeuron, SetValue, Steer
 
 
 def library_edits(
-    model: GPT2, ids: list[int], specs: list[EditSpec], check_text: Callable[[str], object]
+    model: GPT2,
+    ids: list[int],
+    specs: list[EditSpec],
+    check_text: Callable[[str], object],
+    sae_of: Callable[[str], SAE] | None = None,
 ) -> list[Edit]:
     """The library's edits for the specs, in order (a value is set after the edits before it
     have run). ``check_text`` checks a steering edit's texts: the prompt's limits hold for them
-    too."""
+    too. ``sae_of`` gives an ``sae_feature`` edit's SAE by its name (or refuses it)."""
     edits: list[Edit] = []
     for spec in specs:
         if isinstance(spec, AblateHead):
@@ -45,6 +50,10 @@ def library_edits(
                 check_text(text)
             vector = steering_vector(model, spec.positive, spec.negative, spec.layer)
             edits.append(add_vector(spec.layer, vector, scale=spec.scale))
+        elif isinstance(spec, SaeFeature):
+            if sae_of is None:
+                raise UsageError("this server has no SAEs (gpt2lab serve --sae NAME)")
+            edits.append(steer(sae_of(spec.sae), spec.feature, spec.strength, mode=spec.mode))
         else:
             edits.append(set_value_edit(model, ids, spec, list(edits)))
     return edits

@@ -19,6 +19,7 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
+import numpy as np
 import torch
 from fastapi import HTTPException
 from torch import Tensor
@@ -30,9 +31,13 @@ from ..inspection import step_table
 from ..lens import logit_lens
 from ..model import GPT2
 from ..prompts import tokenizer_of
+from ..sae import SAE, active_features, feature_report
+from ..sae.autoencoder import check_model
 from ..tokenizer import Tokenizer
 from ..trace import Trace
+from ..train.data import bundled_text
 from ..viz import views
+from ..viz.html import feature_html
 from ..viz.web_json import json_numbers, step_json
 from .edits import check_finite, library_edits
 from .schemas import (
@@ -44,6 +49,8 @@ from .schemas import (
     GenerateRequest,
     LensRequest,
     RunRequest,
+    SaeFeatureRequest,
+    SaeFeaturesRequest,
     SamplingRequest,
     SetValue,
     StepRequest,
@@ -53,6 +60,11 @@ from .schemas import (
 )
 
 T = TypeVar("T")
+# A feature's dashboard reads this much of a bundled text (no TinyStories excerpt ships in the
+# package), in windows of DASHBOARD_CONTEXT tokens: small enough to answer within a request.
+DASHBOARD_TEXT = "shakespeare"
+DASHBOARD_CHARS = 6_000
+DASHBOARD_CONTEXT = 32
 
 
 class TraceCache:
@@ -134,8 +146,12 @@ class Lab:
         max_new_tokens: int,
         max_concurrent: int,
         max_cache_bytes: int,
+        saes: dict[str, SAE] | None = None,
     ) -> None:
         self.models = models
+        self.saes = dict(saes or {})
+        self.sae_models = {name: sae_owners(models, name, sae) for name, sae in self.saes.items()}
+        self._dashboard_tokens: dict[str, np.ndarray] = {}
         self.max_prompt_tokens = max_prompt_tokens
         self.max_prompt_chars = min(MAX_PROMPT_CHARS, CHARS_PER_TOKEN * max_prompt_tokens)
         self.max_new_tokens = max_new_tokens
@@ -178,6 +194,17 @@ class Lab:
             )
         return self.models[name]
 
+    def sae(self, model_name: str, name: str) -> SAE:
+        """SAE ``name``, if this server has it for model ``model_name``; else 404."""
+        if model_name not in self.sae_models.get(name, []):
+            have = [n for n, owners in self.sae_models.items() if model_name in owners]
+            raise HTTPException(
+                404,
+                f"unknown SAE {name!r} for model {model_name!r}: this server has "
+                f"{', '.join(map(repr, have)) or 'none'} for it (gpt2lab serve --sae NAME)",
+            )
+        return self.saes[name]
+
     def ids(self, model: GPT2, text: str) -> list[int]:
         if len(text) > self.max_prompt_chars:
             raise UsageError(
@@ -206,13 +233,20 @@ class Lab:
 
         def run() -> Trace:
             ids = self.ids(model, req.prompt)
-            edits = library_edits(model, ids, req.edits, functools.partial(self.ids, model))
+            edits = self.edits(req.model, ids, req.edits)
             trace = model.run_with_cache(ids, names or kept_steps(layer), edits=edits)
             check_finite(trace.logits, req.edits)
             return trace
 
         kept = layer if names is None else names
         return model, self.traces.get((req.model, req.prompt, edits_key, kept), run)
+
+    def edits(self, name: str, ids: list[int], specs: list) -> list:
+        """The library's edits for a request's specs on model ``name``."""
+        model = self.models[name]
+        return library_edits(
+            model, ids, specs, functools.partial(self.ids, model), functools.partial(self.sae, name)
+        )
 
     def partial_tokens(self, name: str) -> dict[int, str]:
         """``partial_tokens`` of a model's tokenizer, worked out once."""
@@ -230,6 +264,11 @@ class Lab:
                     "parameters": model.num_parameters(),
                     "steps": [vars(step) for step in step_table(model.config)],
                     "partial_tokens": self.partial_tokens(name),
+                    "saes": [
+                        sae_json(sae_name, self.saes[sae_name])
+                        for sae_name, owners in self.sae_models.items()
+                        if name in owners
+                    ],
                 }
                 for name, model in self.models.items()
             ],
@@ -362,6 +401,45 @@ class Lab:
         rows.sort(key=lambda row: -max(row["before"], row["after"]))
         return {"rows": rows}
 
+    def sae_features(self, req: SaeFeaturesRequest) -> dict:
+        """``active_features``: the ``k`` strongest features at each position of the prompt."""
+        model = self.model(req.model)
+        sae = self.sae(req.model, req.sae)
+        ids = self.ids(model, req.prompt)
+        rows = active_features(model, sae, ids, req.k)
+        return {
+            "sae": sae_json(req.sae, sae),
+            "positions": [
+                {"token": token, "features": [{"feature": i, "activation": a} for i, a in top]}
+                for token, top in rows
+            ],
+        }
+
+    def sae_feature(self, req: SaeFeatureRequest) -> dict:
+        """``feature_report`` on the start of the bundled text, drawn as the library's
+        self-contained HTML dashboard."""
+        model = self.model(req.model)
+        sae = self.sae(req.model, req.sae)
+        check_index("feature", req.feature, sae.cfg.d_sae)
+        report = feature_report(
+            model, sae, self.dashboard_tokens(req.model), req.feature, context=DASHBOARD_CONTEXT
+        )
+        return {
+            "feature": req.feature,
+            "contexts_from": f"the first {DASHBOARD_CHARS:,} characters of {DASHBOARD_TEXT}.txt",
+            "fraction_active": report.fraction_active,
+            "max_activation": report.max_activation,
+            "html": feature_html(report),
+        }
+
+    def dashboard_tokens(self, name: str) -> np.ndarray:
+        """The ids of the dashboards' text for model ``name``, tokenized once."""
+        if name not in self._dashboard_tokens:
+            text = bundled_text(DASHBOARD_TEXT).read_text(encoding="utf-8")[:DASHBOARD_CHARS]
+            ids = prompt_ids(self.models[name], text)
+            self._dashboard_tokens[name] = np.array(ids, dtype=np.int64)
+        return self._dashboard_tokens[name]
+
     def start_generation(self, req: GenerateRequest) -> Iterator[str]:
         model = self.model(req.model)
         ids = self.ids(model, req.prompt)
@@ -375,7 +453,7 @@ class Lab:
                 "a set_value edit holds one number of this prompt's forward pass; generation "
                 "computes one new position at a time, so remove it to generate"
             )
-        edits = library_edits(model, ids, req.edits, functools.partial(self.ids, model))
+        edits = self.edits(req.model, ids, req.edits)
         if edits:  # an edit too large gives inf or NaN, and sampling cannot draw from that
             check_finite(model.run_with_hooks(ids, edits)[0, -1], req.edits)
         settings = dataclasses.asdict(req.settings())
@@ -398,6 +476,35 @@ class Lab:
                 yield _sse("error", {"detail": f"generation failed: {error}"})
                 return
             yield _sse("done", {})
+
+
+def sae_owners(models: dict[str, GPT2], name: str, sae: SAE) -> list[str]:
+    """The served models whose step ``sae`` reads (as wide as its d_in); refused if none."""
+    owners, problems = [], []
+    for model_name, model in models.items():
+        try:
+            check_model(model, sae)
+        except GPT2LabError as error:
+            problems.append(f"{model_name}: {error}")
+        else:
+            owners.append(model_name)
+    if not owners:
+        raise UsageError(
+            f"SAE {name!r} belongs to none of the served models ({'; '.join(problems)})"
+        )
+    return owners
+
+
+def sae_json(name: str, sae: SAE) -> dict:
+    cfg = sae.cfg
+    return {
+        "name": name,
+        "hook_name": cfg.hook_name,
+        "d_in": cfg.d_in,
+        "d_sae": cfg.d_sae,
+        "activation": cfg.activation,
+        "k": cfg.k,
+    }
 
 
 def _sse(event: str, data: dict) -> str:

@@ -22,6 +22,8 @@ MAX_BODY_BYTES = 2**20  # a request's JSON; a longer one is refused (413) before
 MAX_WINDOW = 256  # rows or columns of a step per request
 MAX_EDITS = 16
 MIN_TEMPERATURE = 1e-4  # or 0 (greedy): logits / T must stay finite in float32
+MAX_SAE_STRENGTH = 1000.0  # |strength| of an sae_feature edit, in the SAE's step's units
+MAX_SAE_FEATURES = 20  # features listed per position by /api/sae/features
 
 
 class _Strict(BaseModel):
@@ -80,14 +82,41 @@ class SetValue(_Strict):
     value: FiniteFloat
 
 
+class SaeFeature(_Strict):
+    """``sae.steer(sae, feature, strength, mode=mode)``: turn an SAE's feature up (``add`` its
+    direction times ``strength``) or hold its activation at ``strength`` (``clamp``)."""
+
+    kind: Literal["sae_feature"]
+    sae: str = Field(min_length=1, max_length=200)
+    feature: NonNegativeInt
+    strength: FiniteFloat = Field(ge=-MAX_SAE_STRENGTH, le=MAX_SAE_STRENGTH)
+    mode: Literal["add", "clamp"] = "add"
+
+
 EditSpec = Annotated[
-    AblateHead | AblateMlp | ScaleNeuron | Steer | SetValue, Field(discriminator="kind")
+    AblateHead | AblateMlp | ScaleNeuron | Steer | SetValue | SaeFeature,
+    Field(discriminator="kind"),
 ]
 
 
 class TokenizeRequest(_Strict):
     model: str = Field(max_length=200)
     prompt: Text
+
+
+class SaeFeaturesRequest(TokenizeRequest):
+    """The ``k`` most active features of SAE ``sae`` at each position of the prompt."""
+
+    sae: str = Field(min_length=1, max_length=200)
+    k: int = Field(5, ge=1, le=MAX_SAE_FEATURES)
+
+
+class SaeFeatureRequest(_Strict):
+    """The dashboard of feature ``feature`` of SAE ``sae``."""
+
+    model: str = Field(max_length=200)
+    sae: str = Field(min_length=1, max_length=200)
+    feature: NonNegativeInt
 
 
 class PromptRequest(TokenizeRequest):

@@ -4,6 +4,7 @@
 
 import { api } from "./api.js";
 import { $, el, note, pct, quote, range, select } from "./dom.js";
+import { featuresSection } from "./features.js";
 import { actions, config, state, tokenText } from "./state.js";
 
 /** @typedef {import("./types.js").Edit} Edit */
@@ -33,6 +34,8 @@ export function describeEdit(edit) {
         `steer ${edit.layer}: ${quote(edit.positive)} − ${quote(edit.negative)} ` +
         `× ${edit.scale}`
       );
+    case "sae_feature":
+      return `${edit.sae} feature ${edit.feature}: ${edit.mode} ${edit.strength}`;
     default:
       return `${edit.step}[${edit.index.join(", ")}] = ${edit.value}`;
   }
@@ -178,6 +181,7 @@ export function renderEdit(cell, body) {
         scale: Number(steer.scale.value),
       })),
     ),
+    ...featuresSection(addEdit),
     el("b", {}, "Set one value"),
     el("div", { class: "note" }, "double-click a number in any step's table above and press Enter"),
   );

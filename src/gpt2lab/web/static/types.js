@@ -10,6 +10,35 @@
  * @property {number} parameters
  * @property {object[]} steps
  * @property {Record<number, string>} partial_tokens token id -> its bytes, for partial UTF-8
+ * @property {SaeInfo[]} [saes] the sparse autoencoders served for this model
+ */
+
+/**
+ * A sparse autoencoder of /api/models.
+ * @typedef {object} SaeInfo
+ * @property {string} name
+ * @property {string} hook_name the step it reads
+ * @property {number} d_in
+ * @property {number} d_sae how many features
+ * @property {string} activation
+ * @property {number | null} k
+ */
+
+/**
+ * The answer of /api/sae/features: the strongest features at each position of the prompt.
+ * @typedef {object} SaeFeaturesAnswer
+ * @property {SaeInfo} sae
+ * @property {{token: string, features: {feature: number, activation: number}[]}[]} positions
+ */
+
+/**
+ * The answer of /api/sae/feature: a feature's dashboard as self-contained HTML.
+ * @typedef {object} SaeFeatureAnswer
+ * @property {number} feature
+ * @property {string} contexts_from
+ * @property {number} fraction_active
+ * @property {number} max_activation
+ * @property {string} html
  */
 
 /**
@@ -38,7 +67,8 @@
  *   {kind: "ablate_mlp", layer: number, how: string} |
  *   {kind: "scale_neuron", layer: number, neuron: number, factor: number} |
  *   {kind: "steer", layer: number, positive: string, negative: string, scale: number} |
- *   {kind: "set_value", step: string, index: number[], value: number}
+ *   {kind: "set_value", step: string, index: number[], value: number} |
+ *   {kind: "sae_feature", sae: string, feature: number, strength: number, mode: string}
  * )} Edit
  */
 
