@@ -16,6 +16,8 @@ Each endpoint checks its request and calls the library functions a notebook user
     POST /api/view       the data of an interactive view (model map, attention lines, every
                          head), drawn by the views' JavaScript, served at /views
     POST /api/generate   the continuation, streamed as Server-Sent Events
+    POST /api/spreadsheet/plan  the prompt's workbook (gpt2lab.spreadsheet): its sheets and size
+    POST /api/spreadsheet       that workbook, as an .xlsx download
 
 A request names its model, prompt and edits (ablate a head or an MLP, scale a neuron, add a
 steering vector, set one value). The traces of recent runs are cached per (model, prompt, edits,
@@ -38,7 +40,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -63,6 +65,7 @@ from .schemas import (
     SamplingRequest,
     ScaleNeuron,
     SetValue,
+    SpreadsheetRequest,
     Steer,
     StepName,
     StepRequest,
@@ -91,6 +94,7 @@ __all__ = [
     "SamplingRequest",
     "ScaleNeuron",
     "SetValue",
+    "SpreadsheetRequest",
     "Steer",
     "StepName",
     "StepRequest",
@@ -104,6 +108,7 @@ __all__ = [
 
 STATIC = Path(__file__).parent / "static"
 VIEWS = Path(__file__).parents[1] / "viz" / "views"  # the views' JavaScript, shared with Jupyter
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class _BodyLimit:
@@ -151,6 +156,7 @@ def create_app(
     max_new_tokens: int = 256,
     max_concurrent: int = 2,
     max_cache_bytes: int = 2 * 2**30,
+    max_workbook_bytes: int = 50 * 10**6,
 ) -> FastAPI:
     """The web app for ``models`` (name -> model): the page at / and the JSON API at /api.
 
@@ -158,7 +164,8 @@ def create_app(
     at ``max_prompt_tokens`` tokens (and the model's context) and ``CHARS_PER_TOKEN`` times as
     many characters, request bodies at ``MAX_BODY_BYTES``, generation at ``max_new_tokens`` per
     request, model work (a whole generation included) at ``max_concurrent`` at once, and cached
-    traces at ``max_cache_bytes`` (the newest is always kept).
+    traces at ``max_cache_bytes`` (the newest is always kept), and a downloaded workbook
+    (/api/spreadsheet) at ``max_workbook_bytes`` as planned.
     """
     if not models:
         raise UsageError("create_app needs at least one model")
@@ -167,10 +174,18 @@ def create_app(
         "max_new_tokens": max_new_tokens,
         "max_concurrent": max_concurrent,
         "max_cache_bytes": max_cache_bytes,
+        "max_workbook_bytes": max_workbook_bytes,
     }.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{what} must be a positive integer, got {value!r}")
-    lab = Lab(dict(models), max_prompt_tokens, max_new_tokens, max_concurrent, max_cache_bytes)
+    lab = Lab(
+        dict(models),
+        max_prompt_tokens,
+        max_new_tokens,
+        max_concurrent,
+        max_cache_bytes,
+        max_workbook_bytes,
+    )
     # No Swagger or ReDoc pages: they load their scripts from a CDN. /openapi.json stays.
     app = FastAPI(title="gpt2lab", summary="GPT-2 as a notebook", docs_url=None, redoc_url=None)
     app.state.lab = lab
@@ -225,6 +240,17 @@ def create_app(
     @app.post("/api/edit")
     async def edit(req: RunRequest) -> dict:
         return await lab.work(lab.edit, req)
+
+    @app.post("/api/spreadsheet/plan")
+    async def spreadsheet_plan(req: SpreadsheetRequest) -> dict:
+        return await lab.work(lab.spreadsheet_plan, req)
+
+    @app.post("/api/spreadsheet")
+    async def spreadsheet(req: SpreadsheetRequest) -> Response:
+        data = await lab.work(lab.spreadsheet, req)
+        name = "".join(c if c.isalnum() else "-" for c in req.model)
+        headers = {"Content-Disposition": f'attachment; filename="gpt2lab-{name}.xlsx"'}
+        return Response(data, media_type=XLSX, headers=headers)
 
     @app.post("/api/generate")
     async def generate(req: GenerateRequest) -> StreamingResponse:
