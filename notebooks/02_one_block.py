@@ -359,6 +359,25 @@ print(
 )
 
 # %% [markdown]
+# ## The whole model as a spreadsheet
+#
+# `gpt2lab.spreadsheet` writes a workbook that *computes* a model with formulas: one sheet per
+# step above, in the same order, from the prompt's tokens to the next token (see
+# `docs/spreadsheet.md`). GPT-2's would be close to a gigabyte; the bundled `chars` model (the
+# same architecture, one token per character) makes one that Excel or LibreOffice opens and
+# recomputes in seconds. The plan says its size before anything is written.
+
+# %%
+from IPython.display import Markdown
+
+from gpt2lab import spreadsheet
+
+chars_model = gpt2lab.load("chars")
+print(spreadsheet.plan_workbook(chars_model, "ROMEO:").summary())
+spreadsheet.write_workbook(chars_model, "ROMEO:", "romeo.xlsx")
+Markdown("Wrote [romeo.xlsx](romeo.xlsx): change a letter in its `input` sheet and watch.")
+
+# %% [markdown]
 # ## Try next
 #
 # - Set `L` to the last block, or `HEAD` to another head, and run all cells again.

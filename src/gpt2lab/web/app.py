@@ -18,6 +18,8 @@ Each endpoint checks its request and calls the library functions a notebook user
     POST /api/generate   the continuation, streamed as Server-Sent Events
     POST /api/sae/features  an SAE's most active features at each position of the prompt
     POST /api/sae/feature   one SAE feature's dashboard (the library's self-contained HTML)
+    POST /api/spreadsheet/plan  the prompt's workbook (gpt2lab.spreadsheet): its sheets and size
+    POST /api/spreadsheet       that workbook, as an .xlsx download
 
 A request names its model, prompt and edits (ablate a head or an MLP, scale a neuron, add a
 steering vector, set one value). The traces of recent runs are cached per (model, prompt, edits,
@@ -40,7 +42,7 @@ import anyio
 import anyio.to_thread
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -68,6 +70,7 @@ from .schemas import (
     SamplingRequest,
     ScaleNeuron,
     SetValue,
+    SpreadsheetRequest,
     Steer,
     StepName,
     StepRequest,
@@ -96,6 +99,7 @@ __all__ = [
     "SamplingRequest",
     "ScaleNeuron",
     "SetValue",
+    "SpreadsheetRequest",
     "Steer",
     "StepName",
     "StepRequest",
@@ -109,6 +113,7 @@ __all__ = [
 
 STATIC = Path(__file__).parent / "static"
 VIEWS = Path(__file__).parents[1] / "viz" / "views"  # the views' JavaScript, shared with Jupyter
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
 class _BodyLimit:
@@ -157,6 +162,7 @@ def create_app(
     max_concurrent: int = 2,
     max_cache_bytes: int = 2 * 2**30,
     saes: dict[str, SAE] | None = None,
+    max_workbook_bytes: int = 50 * 10**6,
 ) -> FastAPI:
     """The web app for ``models`` (name -> model): the page at / and the JSON API at /api.
 
@@ -164,8 +170,9 @@ def create_app(
     at ``max_prompt_tokens`` tokens (and the model's context) and ``CHARS_PER_TOKEN`` times as
     many characters, request bodies at ``MAX_BODY_BYTES``, generation at ``max_new_tokens`` per
     request, model work (a whole generation included) at ``max_concurrent`` at once, and cached
-    traces at ``max_cache_bytes`` (the newest is always kept). ``saes`` (name -> SAE) are
-    the sparse autoencoders served, each for the models whose step it reads.
+    traces at ``max_cache_bytes`` (the newest is always kept), and a downloaded workbook
+    (/api/spreadsheet) at ``max_workbook_bytes`` as planned. ``saes`` (name -> SAE) are the
+    sparse autoencoders served, each for the models whose step it reads.
     """
     if not models:
         raise UsageError("create_app needs at least one model")
@@ -174,11 +181,18 @@ def create_app(
         "max_new_tokens": max_new_tokens,
         "max_concurrent": max_concurrent,
         "max_cache_bytes": max_cache_bytes,
+        "max_workbook_bytes": max_workbook_bytes,
     }.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{what} must be a positive integer, got {value!r}")
     lab = Lab(
-        dict(models), max_prompt_tokens, max_new_tokens, max_concurrent, max_cache_bytes, saes
+        dict(models),
+        max_prompt_tokens,
+        max_new_tokens,
+        max_concurrent,
+        max_cache_bytes,
+        saes=saes,
+        max_workbook_bytes=max_workbook_bytes,
     )
     # No Swagger or ReDoc pages: they load their scripts from a CDN. /openapi.json stays.
     app = FastAPI(title="gpt2lab", summary="GPT-2 as a notebook", docs_url=None, redoc_url=None)
@@ -242,6 +256,17 @@ def create_app(
     @app.post("/api/sae/feature")
     async def sae_feature(req: SaeFeatureRequest) -> dict:
         return await lab.work(lab.sae_feature, req)
+
+    @app.post("/api/spreadsheet/plan")
+    async def spreadsheet_plan(req: SpreadsheetRequest) -> dict:
+        return await lab.work(lab.spreadsheet_plan, req)
+
+    @app.post("/api/spreadsheet")
+    async def spreadsheet(req: SpreadsheetRequest) -> Response:
+        data = await lab.work(lab.spreadsheet, req)
+        name = "".join(c if c.isalnum() else "-" for c in req.model)
+        headers = {"Content-Disposition": f'attachment; filename="gpt2lab-{name}.xlsx"'}
+        return Response(data, media_type=XLSX, headers=headers)
 
     @app.post("/api/generate")
     async def generate(req: GenerateRequest) -> StreamingResponse:

@@ -12,6 +12,7 @@ import contextlib
 import dataclasses
 import functools
 import json
+import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -24,6 +25,7 @@ import torch
 from fastapi import HTTPException
 from torch import Tensor
 
+from .. import spreadsheet
 from ..errors import GPT2LabError, UsageError, check_index
 from ..generate import explain_sampling, prompt_ids
 from ..hooks import DERIVED, describe, head_axis, layer_of, step_axes, step_names
@@ -53,6 +55,7 @@ from .schemas import (
     SaeFeaturesRequest,
     SamplingRequest,
     SetValue,
+    SpreadsheetRequest,
     StepRequest,
     TokenizeRequest,
     TraceRequest,
@@ -147,11 +150,13 @@ class Lab:
         max_concurrent: int,
         max_cache_bytes: int,
         saes: dict[str, SAE] | None = None,
+        max_workbook_bytes: int = 50 * 10**6,
     ) -> None:
         self.models = models
         self.saes = dict(saes or {})
         self.sae_models = {name: sae_owners(models, name, sae) for name, sae in self.saes.items()}
         self._dashboard_tokens: dict[str, np.ndarray] = {}
+        self.max_workbook_bytes = max_workbook_bytes
         self.max_prompt_tokens = max_prompt_tokens
         self.max_prompt_chars = min(MAX_PROMPT_CHARS, CHARS_PER_TOKEN * max_prompt_tokens)
         self.max_new_tokens = max_new_tokens
@@ -381,6 +386,40 @@ class Lab:
             "ids": ids,
             "text": tok.decode(ids),
         }
+
+    def workbook_plan(self, req: SpreadsheetRequest) -> spreadsheet.WorkbookPlan:
+        """The plan of the prompt's workbook, refused (UsageError) past Excel's limits or past
+        this server's ``max_workbook_bytes``."""
+        model = self.model(req.model)
+        plan = spreadsheet.plan_workbook(model, self.ids(model, req.prompt))
+        plan.check()
+        if plan.estimated_bytes > self.max_workbook_bytes:
+            raise UsageError(
+                f"the workbook would be about {plan.estimated_bytes / 1e6:,.1f} MB; this server "
+                f"writes at most {self.max_workbook_bytes / 1e6:,.1f} MB (a shorter prompt or a "
+                "smaller model fits, or gpt2lab spreadsheet on your own machine)"
+            )
+        return plan
+
+    def spreadsheet_plan(self, req: SpreadsheetRequest) -> dict:
+        plan = self.workbook_plan(req)
+        return {
+            "sheets": len(plan.sheets),
+            "numbers": plan.numbers,
+            "formulas": plan.formulas,
+            "estimated_bytes": plan.estimated_bytes,
+            "summary": plan.summary(),
+        }
+
+    def spreadsheet(self, req: SpreadsheetRequest) -> bytes:
+        """The .xlsx file's bytes (written to a temporary folder, read back, removed)."""
+        self.workbook_plan(req)  # refused before any writing
+        model = self.model(req.model)
+        with tempfile.TemporaryDirectory(prefix="gpt2lab-workbook-") as folder:
+            path = f"{folder}/workbook.xlsx"
+            spreadsheet.write_workbook(model, self.ids(model, req.prompt), path)
+            with open(path, "rb") as f:
+                return f.read()
 
     def edit(self, req: RunRequest) -> dict:
         """The ``k`` most likely next tokens without the edits and with them (the union of

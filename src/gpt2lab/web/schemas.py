@@ -123,6 +123,11 @@ class PromptRequest(TokenizeRequest):
     edits: list[EditSpec] = Field(default_factory=list, max_length=MAX_EDITS)
 
 
+class SpreadsheetRequest(TokenizeRequest):
+    """The workbook that computes ``model`` on ``prompt`` (gpt2lab.spreadsheet); no edits: the
+    workbook is the unedited model, and any number in it can be changed there."""
+
+
 class TraceRequest(PromptRequest):
     """``layer``: the block whose steps the trace keeps (the page's chosen block)."""
 

@@ -138,3 +138,20 @@ export async function* events(path, body) {
     setStatus();
   }
 }
+
+/**
+ * A POST request whose answer is a file, with the status showing "computing…".
+ * @param {string} path
+ * @param {object} body
+ * @returns {Promise<Blob>}
+ */
+export async function download(path, body) {
+  state.busy++;
+  setStatus();
+  try {
+    return await (await fetchOrExplain(path, post(body))).blob();
+  } finally {
+    state.busy--;
+    setStatus();
+  }
+}

@@ -5,10 +5,12 @@
 //
 // The modules, by job: api.js (the server), dom.js (helpers), state.js (what the page knows),
 // notebook.js (running, the cells), grid.js (step tables, heatmaps, colours), outputs.js
-// (bars, lens, sampling, generation), edits.js (edits), types.js (the answers' types).
+// (bars, lens, sampling, generation), edits.js (edits), download.js (the workbook), types.js
+// (the answers' types).
 
 import { api } from "./api.js";
 import { $, el, range, showError } from "./dom.js";
+import { addDownload } from "./download.js";
 import { updateEditsBar } from "./edits.js";
 import { restore } from "./explainer.js";
 import { run, showUpTo, stopLanding } from "./notebook.js";
@@ -65,6 +67,7 @@ async function start() {
     run(true);
   });
   updateEditsBar();
+  addDownload();
   $("#run").disabled = false; // only now are the models known
   await restore(); // a link's model, prompt, block, cell and edits
   window.addEventListener("hashchange", () => restore().catch(showError)); // a link pasted
