@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY_CONFIG
+from fastapi import FastAPI
 
 from gpt2lab.trace import ablate_head
 from gpt2lab.web.app import create_app
@@ -55,18 +56,15 @@ def quote(text: str) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
-@pytest.fixture(scope="module")
-def server(tiny) -> Iterator[str]:
-    """The app under uvicorn in a thread, on a free port of 127.0.0.1; yields its URL."""
+def serving(app: FastAPI) -> Iterator[str]:
+    """``app`` under uvicorn in a thread, on a free port of 127.0.0.1; yields its URL (the body
+    of every web test's server fixture: ``yield from serving(app)``)."""
     import uvicorn
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    config = uvicorn.Config(
-        create_app({"tiny": tiny}), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -76,6 +74,11 @@ def server(tiny) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(tiny) -> Iterator[str]:
+    yield from serving(create_app({"tiny": tiny}))
 
 
 @pytest.fixture(scope="module")

@@ -4,10 +4,6 @@ again for comparison; bad SAEs, features and strengths are refused with a 4xx.""
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
-
 import pytest
 import torch
 from conftest import WEB_MAX_NEW_TOKENS, WEB_MAX_PROMPT_TOKENS
@@ -21,6 +17,7 @@ from test_web_browser import (
     cell,
     open_prompt,
     run_to,
+    serving,
     wait_computed,
 )
 
@@ -200,23 +197,8 @@ def test_serve_passes_its_saes(tiny, monkeypatch):
 # --- the page ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def sae_server(tiny, sae):
-    """The app with tiny-sae under uvicorn in a thread, on a free port; yields its URL."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app({"tiny": tiny}, saes={"tiny-sae": sae})
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    """The app with tiny-sae under uvicorn in a thread; yields its URL."""
+    yield from serving(create_app({"tiny": tiny}, saes={"tiny-sae": sae}))
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,12 @@ and a workbook past the server's size cap is refused with its planned size."""
 from __future__ import annotations
 
 import io
-import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import openpyxl
 import pytest
 from fastapi.testclient import TestClient
-from test_web_browser import CHROMIUM, CHROMIUM_ARGS
+from test_web_browser import CHROMIUM, CHROMIUM_ARGS, serving
 
 import gpt2lab
 from gpt2lab import spreadsheet
@@ -83,23 +80,7 @@ def test_an_unknown_model_is_a_404(client):
 
 @pytest.fixture(scope="module")
 def server(chars) -> Iterator[str]:
-    """The app under uvicorn in a thread, on a free port of 127.0.0.1; yields its URL."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    app = create_app({"chars": chars})
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    yield from serving(create_app({"chars": chars}))
 
 
 @pytest.mark.slow  # writes the workbook again, in a browser
