@@ -32,6 +32,11 @@ NAMES = ["gpt2", "rope", "rmsnorm", "swiglu", "gqa", "no-bias", "llama", "post-l
 TOY = ladder.SIZES["toy"]  # 1 layer, 4 heads, 32 wide, 16 tokens a window, 4 steps
 
 
+def toy(data: Path, out: Path, *more: str) -> list[str]:
+    """The recipe's arguments at the toy size, on the CPU (the same numbers on every machine)."""
+    return ["--data", str(data), "--out", str(out), "--size", "toy", "--device", "cpu", *more]
+
+
 # --- the arch switches of a training run -----------------------------------------------------
 def test_parse_arch_types_each_switch():
     assert parse_arch("positions=rope, n_kv_head=2,qkv_bias=False,rope_theta=5e5") == {
@@ -121,7 +126,7 @@ def toy_data(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def toy_ladder(toy_data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("ladder")
-    assert ladder.main(["--data", str(toy_data), "--out", str(out), "--size", "toy"]) == 0
+    assert ladder.main(toy(toy_data, out)) == 0
     return out
 
 
@@ -160,7 +165,7 @@ def test_the_runs_and_their_numbers(toy_ladder):
 def test_the_table(toy_ladder):
     summary = json.loads((toy_ladder / "ladder.json").read_text())
     lines = (toy_ladder / "ladder.md").read_text().splitlines()
-    assert lines[0].startswith("# The ladder, size toy: 256 tokens per run, seed 1337")
+    assert lines[0] == "# The ladder, size toy: 256 tokens per run, seed 1337, on cpu"
     rows = [line.split(" | ") for line in lines if line.startswith("| ") and "---" not in line]
     assert rows[0][2:] == [
         "held-out loss",
@@ -192,15 +197,13 @@ def test_the_plot(toy_ladder):
 
 def test_a_second_call_reuses_the_runs(toy_ladder, toy_data, capsys):
     before = (toy_ladder / "ladder.json").read_text()
-    assert ladder.main(["--data", str(toy_data), "--out", str(toy_ladder), "--size", "toy"]) == 0
+    assert ladder.main(toy(toy_data, toy_ladder)) == 0
     out = capsys.readouterr().out
     assert out.count("done before, reusing") == 9 and "train" not in out.split("wrote")[0]
     assert (toy_ladder / "ladder.json").read_text() == before
     # other settings in the same folder: refused, in one line
     with pytest.raises(UsageError, match="holds a run with other settings; pass another --out"):
-        ladder.main(
-            ["--data", str(toy_data), "--out", str(toy_ladder), "--size", "toy", "--steps", "2"]
-        )
+        ladder.main(toy(toy_data, toy_ladder, "--steps", "2"))
 
 
 def test_a_failing_run_says_so_in_one_line_and_the_next_is_the_same(
@@ -217,9 +220,7 @@ def test_a_failing_run_says_so_in_one_line_and_the_next_is_the_same(
 
     monkeypatch.setattr(ladder, "train", train)
     out = tmp_path / "out"
-    argv = ["--data", str(toy_data), "--out", str(out), "--size", "toy"]
-    argv += ["--only", "rope,sinusoidal"]
-    assert ladder.main(argv) == 1
+    assert ladder.main(toy(toy_data, out, "--only", "rope,sinusoidal")) == 1
     err = capsys.readouterr().err
     line = "ladder: +RoPE failed: RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB"
     assert line in err.splitlines() and "more detail" not in err and "Traceback" not in err
@@ -228,7 +229,12 @@ def test_a_failing_run_says_so_in_one_line_and_the_next_is_the_same(
     runs = json.loads((toy_ladder / "ladder.json").read_text())["runs"]
     assert rerun["curve"] == next(r["curve"] for r in runs if r["name"] == "sinusoidal")
     assert summary["failed"] == {"+RoPE": line.removeprefix("ladder: +RoPE failed: ")}
-    assert "| +RoPE | failed: RuntimeError: CUDA out of memory." in (out / "ladder.md").read_text()
+    table = (out / "ladder.md").read_text()
+    assert "| +RoPE | failed: RuntimeError: CUDA out of memory." in table
+    assert (
+        f"| sinusoidal | fixed sin/cos positions (2017) | {rerun['held_out_loss']:.4f} | — |"
+        in table
+    )
 
 
 def test_bad_arguments_are_one_line(toy_data, tmp_path):

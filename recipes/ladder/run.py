@@ -36,6 +36,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from gpt2lab.config import kv_cache_bytes_per_token, parameter_counts
 from gpt2lab.errors import GPT2LabError, UsageError
 from gpt2lab.files import write_atomic
@@ -205,7 +207,7 @@ def run_rung(rung: Rung, cfg: TrainConfig, vocab_size: int) -> dict[str, Any]:
 
 def table(results: Sequence[dict[str, Any]], failed: dict[str, str]) -> str:
     """The ladder as a Markdown table, GPT-2 first; Δ is the held-out loss minus GPT-2's."""
-    base = next((r["held_out_loss"] for r in results if r["name"] == "gpt2"), math.nan)
+    base = next((r["held_out_loss"] for r in results if r["name"] == "gpt2"), None)
     lines = [
         "| run | change | held-out loss | Δ vs GPT-2 | tokens/s | parameters | "
         "in the blocks | KV cache bytes/token (float32) |",
@@ -214,9 +216,10 @@ def table(results: Sequence[dict[str, Any]], failed: dict[str, str]) -> str:
     for r in results:
         p = r["parameters"]
         blocks = p["attention"] + p["mlp"] + p["norms"]
+        delta = "—" if base is None else f"{r['held_out_loss'] - base:+.4f}"
         lines.append(
             f"| {r['label']} | {r['change']} | {r['held_out_loss']:.4f} | "
-            f"{r['held_out_loss'] - base:+.4f} | {r['tokens_per_s']:,.0f} | {p['total']:,} | "
+            f"{delta} | {r['tokens_per_s']:,.0f} | {p['total']:,} | "
             f"{blocks:,} | {r['kv_cache_bytes_per_token']:,} |"
         )
     lines += [f"| {label} | failed: {why} | | | | | | |" for label, why in failed.items()]
@@ -241,6 +244,15 @@ def plot(out: Path, size: str, results: list[dict[str, Any]]) -> None:
     curves = {r["label"]: r["curve"] for r in results}
     figure = plots.loss_curves(curves, title=f"held-out loss, ladder size {size}", bold=BOLD)
     plots.save(figure, out / "loss_curves.png")
+
+
+def device_name(device: str) -> str:
+    """The device the runs train on, in words: cpu, or the GPU's name."""
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    return device
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -282,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "shape": asdict(size),
         "seed": SEED,
         "tokens": tokens,
-        "device": args.device,
+        "device": device_name(args.device),
         "data": {k: data.meta[k] for k in ("train_tokens", "val_tokens", "vocab_size")},
     }
     results: list[dict[str, Any]] = []
