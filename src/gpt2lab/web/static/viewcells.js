@@ -181,11 +181,11 @@ async function drawText(body) {
   const block = `block ${request.layer}`;
   /** @type {[string, string][]} */
   const colors = [
-    ["neuron", `a neuron of ${block}'s MLP`],
-    ["head", `the norm of a head's output (${block})`],
-    ["direction", `the residual stream after ${block} along a token's embedding`],
+    ["neuron", `a neuron (${block}'s MLP)`],
+    ["head", `a head's output norm (${block})`],
+    ["direction", `a token's direction (after ${block})`],
   ];
-  if (saes.length) colors.push(["feature", "a feature of a sparse autoencoder"]);
+  if (saes.length) colors.push(["feature", "an SAE feature"]);
   const color = select(colors, state.options.color ?? "neuron", () => choose());
   color.name = "color";
   const sae = select(saes.map((s) => [s.name, s.name]), state.options.sae ?? saes[0]?.name);
