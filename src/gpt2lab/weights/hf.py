@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..config import GPT2Config
 from ..errors import CheckpointError, ModelNotFoundError, OutputError
 from ..quantize import dequantize_matrix, output_axis, quantize_matrix
+from .families import to_hf
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -28,7 +29,7 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-TOKENIZER_FILES = ("vocab.json", "merges.txt")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
 _GPT2_SIZES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
@@ -195,10 +196,11 @@ def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def save_hf_folder(
     config: GPT2Config, state: dict[str, torch.Tensor], folder: Path, *, int8: bool = False
 ) -> None:
-    """config.json + model.safetensors that transformers' GPT2LMHeadModel loads unchanged;
-    ``int8``: weight matrices as int8 + scales, a file only gpt2lab reads."""
-    if int8:
-        state = quantize_state(state)
+    """config.json + model.safetensors that transformers' class for the config loads unchanged
+    (GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM, OpenAIGPTLMHeadModel: each with its
+    own tensor names, see ``families``); ``int8``: weight matrices as int8 + scales under our
+    names, a file only gpt2lab reads."""
+    state = quantize_state(state) if int8 else to_hf(state, config)
     tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -267,7 +269,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
-    """Fetch a GPT-2 model from the Hugging Face Hub into its standard cache; return the folder.
+    """Fetch a model (GPT-2, Llama, Qwen2, GPT-1) from the Hugging Face Hub into its standard
+    cache; return the folder.
 
     Files already in the cache (e.g. from ``transformers``) are reused; offline, only the cache
     is consulted.
@@ -312,7 +315,9 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         if fetch_first(WEIGHT_FILES, cached=True) is None and (
             fetch_first(WEIGHT_FILES, cached=False) is None
         ):
-            raise ModelNotFoundError(f"the Hub repository {repo_id!r} holds no GPT-2 weights")
+            raise ModelNotFoundError(
+                f"the Hub repository {repo_id!r} holds no weights gpt2lab reads"
+            )
         for name in TOKENIZER_FILES:
             if fetch_first((name,), cached=True) is None:
                 with suppress(LocalEntryNotFoundError):  # offline: the bundled one will do
