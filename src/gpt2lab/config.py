@@ -208,9 +208,10 @@ class GPT2Config:
         """Every field as plain JSON values (rope_scaling as a dict)."""
         return dataclasses.asdict(self)
 
-    # --- what the model implements --------------------------------------------------------------
-    def unimplemented_switches(self) -> list[str]:
-        """The switches this config sets that the model does not implement yet, in words."""
+    # --- how far from GPT-2 ----------------------------------------------------------------------
+    def changes_from_gpt2(self) -> list[str]:
+        """The switches this config sets away from GPT-2's choice, in words (empty for GPT-2 of
+        any size): what a tool that lays out GPT-2's architecture only (the spreadsheet) names."""
         found = []
         if self.positions != "learned":
             found.append(f"{self.positions} positions")
@@ -232,8 +233,10 @@ class GPT2Config:
         return found
 
     def check_supported(self) -> None:
-        """Refuse, in one line naming them, the switches the model does not implement yet."""
-        found = self.unimplemented_switches()
+        """Refuse, in one line naming them, the switches the weight loader does not read yet
+        (gpt2lab.weights.hf calls it; the model itself runs every switch). It goes when loading
+        reads every family."""
+        found = self.changes_from_gpt2()
         if found:
             verb = "is" if len(found) == 1 else "are"
             raise UsageError(f"config: {', '.join(found)} {verb} not implemented yet")

@@ -28,7 +28,7 @@ from torch import Tensor
 from .. import spreadsheet
 from ..errors import GPT2LabError, UsageError, check_index
 from ..generate import explain_sampling, prompt_ids
-from ..hooks import DERIVED, describe, head_axis, layer_of, step_axes, step_names
+from ..hooks import DERIVED, describe, head_axis, head_index, layer_of, step_axes, step_names
 from ..inspection import step_table
 from ..lens import logit_lens
 from ..model import GPT2
@@ -308,7 +308,11 @@ class Lab:
             "layer": req.layer,
             "steps": [
                 # hook_probs is computed on first use; it has the logits' shape
-                step_json(name, list((trace.logits if name in DERIVED else trace[name]).shape))
+                step_json(
+                    name,
+                    list((trace.logits if name in DERIVED else trace[name]).shape),
+                    model.config,
+                )
                 for name in shown
             ],
             "next": _next_tokens(model, trace, req.k),
@@ -320,12 +324,13 @@ class Lab:
         block = layer_of(req.step) if req.step in step_names(model.config) else None
         model, trace = self.trace(req, block)
         full = trace[req.step]  # the library's message for a misspelt name or a pattern
-        axes = step_axes(req.step)[1:]  # without B
+        config = model.config
+        axes = step_axes(req.step, config)[1:]  # without B
         value = full[0]
-        heads = head_axis(req.step)
+        heads = head_axis(req.step, config)
         if heads is not None:  # one head's table: [T, D] or [T, S]
-            check_index("head", req.head, value.shape[heads - 1])
-            value = value.select(heads - 1, req.head)
+            check_index("head", req.head, config.n_head)
+            value = value.select(heads - 1, head_index(req.step, req.head, config))
             axes.pop(heads - 1)
         n_rows, n_cols = value.shape
         if req.row_offset >= n_rows or req.col_offset >= n_cols:
@@ -347,7 +352,7 @@ class Lab:
         return {
             "name": req.step,
             "shape": list(full.shape),
-            "formula": describe(req.step).formula,
+            "formula": describe(req.step, config).formula,
             "head": req.head if heads is not None else None,
             "axes": axes,
             "rows": n_rows,
