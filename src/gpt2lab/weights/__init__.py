@@ -304,11 +304,12 @@ def load(
     dtype: torch.dtype | None = None,
     quantize: str | None = None,
 ) -> GPT2:
-    """Load a GPT-2 with its tokenizer (``model.tokenizer``), in eval mode.
+    """Load a model with its tokenizer (``model.tokenizer``), in eval mode.
 
     ``name_or_path``: a Hugging Face model folder (config.json + model.safetensors or
-    pytorch_model.bin), an OpenAI TensorFlow checkpoint folder (model.ckpt.* + hparams.json),
-    or a Hugging Face Hub id such as ``gpt2`` or ``openai-community/gpt2-medium``.
+    pytorch_model.bin, sharded or not) of GPT-2, Llama, Qwen2 or GPT-1; an OpenAI TensorFlow
+    checkpoint folder (model.ckpt.* + hparams.json); or a Hugging Face Hub id such as ``gpt2``
+    or ``HuggingFaceTB/SmolLM2-135M`` (downloaded once into the Hugging Face cache).
     ``dtype``: of weights and activations (default float32). ``quantize="int8"``: round the
     weight matrices to int8 (see GPT2.quantize).
     """
@@ -324,7 +325,8 @@ def load(
 
 
 def save_pretrained(model: GPT2, path: str | Path) -> Path:
-    """Write ``model`` as a Hugging Face folder; ``transformers`` and ``gpt2lab.load`` read it."""
+    """Write ``model`` as a Hugging Face folder with its tokenizer; ``gpt2lab.load`` and the
+    ``transformers`` class of its family (``config.hf_model_type``) read it unchanged."""
     folder = Path(path)
     save_hf_folder(model.config, model.state_dict(), folder)
     if model.tokenizer is not None:

@@ -1,4 +1,4 @@
-"""Hugging Face GPT-2 folders: config.json + model.safetensors (or pytorch_model.bin), and the Hub.
+"""Hugging Face folders: config.json + model.safetensors (or pytorch_model.bin), and the Hub.
 
 Files are read without running code: safetensors holds raw tensors, and pickled
 ``pytorch_model.bin`` files are opened with ``torch.load(weights_only=True)``, which refuses
