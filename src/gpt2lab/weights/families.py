@@ -32,7 +32,8 @@ class NameTable:
     ``block_prefix`` + layer number), HF name -> (our name, layout). ``fused``: our fused
     tensor -> the HF tensors of q, k, v it concatenates (along its last axis) and their layout.
     ``base``: the prefix of every name but lm_head (added to files saved without it).
-    ``ignored``: per-block buffers some files carry that are not weights (causal masks).
+    ``ignored``: per-block buffers some files carry that are not weights (causal masks, RoPE
+    frequencies).
     """
 
     base: str
@@ -69,6 +70,7 @@ LLAMA = NameTable(
     },
     block_prefix="model.layers.",
     block=_llama_block(),
+    ignored=("self_attn.rotary_emb.inv_freq",),  # older transformers saved RoPE's frequencies
     fused={
         "attn.c_attn.weight": (
             ("self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"),
