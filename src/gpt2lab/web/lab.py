@@ -26,6 +26,7 @@ from fastapi import HTTPException
 from torch import Tensor
 
 from .. import spreadsheet
+from ..config import GPT2Config
 from ..errors import GPT2LabError, UsageError, check_index
 from ..generate import explain_sampling, prompt_ids
 from ..hooks import DERIVED, describe, head_axis, head_index, layer_of, step_axes, step_names
@@ -99,11 +100,12 @@ class TraceCache:
         return sum(trace.nbytes for trace in self._traces.values())
 
 
-def kept_steps(layer: int) -> list[str]:
-    """What a trace keeps: the embeddings, every block's residual stream (the logit lens reads
-    it), every step of block ``layer``, the final layer norm, the logits and probabilities."""
-    steps = ["hook_embed", "hook_pos_embed", "blocks.*.hook_resid_*", f"blocks.{layer}.*"]
-    return [*steps, "ln_final.*", "hook_logits", "hook_probs"]
+def kept_steps(layer: int, config: GPT2Config | None = None) -> list[str]:
+    """What a trace keeps: the embeddings (hook_pos_embed where the model has one), every
+    block's residual stream (the logit lens reads it), every step of block ``layer``, the final
+    norm (where ``config`` has one), the logits and probabilities."""
+    steps = ["hook_*", "blocks.*.hook_resid_*", f"blocks.{layer}.*"]
+    return steps + (["ln_final.*"] if config is None or config.final_norm else [])
 
 
 def partial_tokens(tokenizer: Tokenizer) -> dict[int, str]:
@@ -239,7 +241,7 @@ class Lab:
         def run() -> Trace:
             ids = self.ids(model, req.prompt)
             edits = self.edits(req.model, ids, req.edits)
-            trace = model.run_with_cache(ids, names or kept_steps(layer), edits=edits)
+            trace = model.run_with_cache(ids, names or kept_steps(layer, model.config), edits=edits)
             check_finite(trace.logits, req.edits)
             return trace
 
