@@ -267,6 +267,15 @@ def test_gpt1_vocabulary_loads_the_model_without_a_tokenizer(tmp_path):
         model = gpt2lab.load(folder)
     assert model.tokenizer is None
     assert_same_logits(model, hf)
+    # the Hub's openai-gpt also has a tokenizer.json: BPE with an end-of-word suffix
+    (folder / "vocab.json").unlink()
+    (folder / "merges.txt").unlink()
+    gpt1_bpe = tokenizers.Tokenizer(
+        models.BPE(vocab, [("t", "h"), ("th", "e</w>")], end_of_word_suffix="</w>")
+    )
+    gpt1_bpe.save(str(folder / "tokenizer.json"))
+    with pytest.warns(UserWarning, match=r"end_of_word_suffix='</w>'.*without a tokenizer"):
+        assert gpt2lab.load(folder).tokenizer is None
 
 
 def test_gpt2_folders_keep_their_vocab_files(tmp_path):
