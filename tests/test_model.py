@@ -81,11 +81,12 @@ def test_parameter_counts_by_component():
     with torch.device("meta"):
         model = m.GPT2(PRESETS["gpt2"])
     counts = model.parameter_counts()
-    assert counts["token embedding wte (= output layer)"] == 50257 * 768
-    assert counts["position embedding wpe"] == 1024 * 768
-    assert counts["attention (c_attn, c_proj)"] == 12 * (768 * 2304 + 2304 + 768 * 768 + 768)
-    assert counts["MLP (c_fc, c_proj)"] == 12 * (768 * 3072 + 3072 + 3072 * 768 + 768)
-    assert counts["layer norms (ln_1, ln_2, ln_f)"] == (2 * 12 + 1) * 2 * 768
+    assert counts["embedding"] == 50257 * 768  # tied: also the output layer
+    assert counts["unembedding"] == 0
+    assert counts["positions"] == 1024 * 768
+    assert counts["attention"] == 12 * (768 * 2304 + 2304 + 768 * 768 + 768)
+    assert counts["mlp"] == 12 * (768 * 3072 + 3072 + 3072 * 768 + 768)
+    assert counts["norms"] == (2 * 12 + 1) * 2 * 768
 
 
 # --- the steps against their formulas and PyTorch's own ops ------------------------------------

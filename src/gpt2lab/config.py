@@ -208,9 +208,10 @@ class GPT2Config:
         """Every field as plain JSON values (rope_scaling as a dict)."""
         return dataclasses.asdict(self)
 
-    # --- what the model implements --------------------------------------------------------------
-    def unimplemented_switches(self) -> list[str]:
-        """The switches this config sets that the model does not implement yet, in words."""
+    # --- how far from GPT-2 ----------------------------------------------------------------------
+    def changes_from_gpt2(self) -> list[str]:
+        """The switches this config sets away from GPT-2's choice, in words (empty for GPT-2 of
+        any size): what a tool that lays out GPT-2's architecture only (the spreadsheet) names."""
         found = []
         if self.positions != "learned":
             found.append(f"{self.positions} positions")
@@ -230,13 +231,6 @@ class GPT2Config:
         if not self.tie_word_embeddings:
             found.append("tie_word_embeddings=False (a separate output layer)")
         return found
-
-    def check_supported(self) -> None:
-        """Refuse, in one line naming them, the switches the model does not implement yet."""
-        found = self.unimplemented_switches()
-        if found:
-            verb = "is" if len(found) == 1 else "are"
-            raise UsageError(f"config: {', '.join(found)} {verb} not implemented yet")
 
     # --- Hugging Face config.json -------------------------------------------------------------
     @property

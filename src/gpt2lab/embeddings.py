@@ -157,6 +157,10 @@ def position_map(
 
     With ``word=None`` this is ``wpe_map`` of the model's position embeddings.
     """
+    if model.transformer.wpe is None:
+        raise UsageError(
+            f"this model has {model.config.positions} positions, not a learned table W_P to map"
+        )
     wpe = model.transformer.wpe.weight
     if word is None:
         return wpe_map(wpe, positions)

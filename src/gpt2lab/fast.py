@@ -46,9 +46,29 @@ from .quantize import dequantize_int8, quantize_int8
 from .quantize import quantize_model as quantize_model
 
 if TYPE_CHECKING:
-    from .model import GPT2, Linear
+    from .config import GPT2Config
+    from .model import GPT2, Linear, Norm
 
 Kernel = Callable[[Tensor], Tensor]  # [N, in] -> [N, out]
+
+
+def supports(config: GPT2Config) -> bool:
+    """Whether this path computes ``config``'s model: GPT-2's architecture (learned positions,
+    pre-LayerNorm with a final norm, tanh GELU, multi-head attention, every bias, tied output).
+    Other configs run the named steps (``GPT2.uses_fast_path``)."""
+    c = config
+    return (
+        c.positions == "learned"
+        and c.norm == "layernorm"
+        and c.norm_position == "pre"
+        and c.final_norm
+        and c.activation == "gelu_tanh"
+        and c.n_key_value_heads == c.n_head
+        and c.qkv_bias
+        and c.attn_out_bias
+        and c.mlp_bias
+        and c.tie_word_embeddings
+    )
 
 
 # --- kernels ----------------------------------------------------------------------------------
@@ -181,15 +201,20 @@ def fast_weights(model: GPT2) -> FastWeights:
     def make(linear: Linear) -> Kernel:
         if not packed:
             return Dense(linear.weight, linear.bias)
-        return kernel_for(linear.weight.detach(), linear.bias.detach(), model.quantized)
+        bias = None if linear.bias is None else linear.bias.detach()
+        return kernel_for(linear.weight.detach(), bias, model.quantized)
+
+    def affine(norm: Norm | None) -> tuple[Tensor, Tensor]:
+        assert norm is not None and norm.bias is not None, "LayerNorm only (see supports)"
+        return norm.weight, norm.bias
 
     t = model.transformer
     layers = [
         LayerKernels(
-            ln_1=(b.ln_1.weight, b.ln_1.bias),
+            ln_1=affine(b.ln_1),
             c_attn=make(b.attn.c_attn),
             attn_proj=make(b.attn.c_proj),
-            ln_2=(b.ln_2.weight, b.ln_2.bias),
+            ln_2=affine(b.ln_2),
             c_fc=make(b.mlp.c_fc),
             mlp_proj=make(b.mlp.c_proj),
         )
@@ -199,7 +224,7 @@ def fast_weights(model: GPT2) -> FastWeights:
     unembed: Kernel = Dense(wte.t(), None)
     if packed:
         unembed = kernel_for(wte.detach().t(), None, model.quantized)
-    weights = FastWeights(key, layers, (t.ln_f.weight, t.ln_f.bias), unembed)
+    weights = FastWeights(key, layers, affine(t.ln_f), unembed)
     model.fast_state.weights = weights
     return weights
 
@@ -211,6 +236,7 @@ def run_blocks(
     cache: KVCache | None,
     attention_mask: Tensor | None,
     slot: Tensor | None = None,
+    rope: tuple[Tensor, Tensor] | None = None,
 ) -> Tensor:
     """The residual stream after every block [B, T, C], for the embeddings x [B, T, C].
 
@@ -220,6 +246,8 @@ def run_blocks(
     [1] holds; attention then reads all ``cache.max_len`` slots, hiding those after ``slot`` and
     the padding (``attention_mask``, [B, max_len], is required then): no shape depends on the
     length.
+    ``rope``: RoPE's (cos, sin) of these positions (``GPT2.rope_angles``); None for the configs
+    ``supports`` accepts, which have learned positions.
     """
     config = model.config
     B, T, C = x.shape

@@ -17,6 +17,9 @@ mask (``attn.hook_unmasked_scores``), ``hook_logits`` and ``hook_probs``.
 
 ``STEPS`` lists them in the order the forward pass computes them, with a shape and a formula;
 ``gpt2lab steps`` prints that table, and ``head_axis`` reads a step's head axis from it.
+``steps(config)`` is the same list for any config (gpt2lab.config's switches): RMSNorm's
+``hook_scale``/``hook_normalized``/``hook_out``, RoPE's ``attn.hook_rot_q``/``hook_rot_k``,
+k and v [B, T, K, D] with grouped-query attention, SwiGLU's ``mlp.hook_pre_linear``.
 ``get_act_name`` turns TransformerLens's short names (``"pattern", 0``) into full ones.
 
 A ``Hooks`` object maps names (or filters of names) to functions; the model calls
@@ -33,14 +36,11 @@ import fnmatch
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from torch import Tensor
 
+from .config import PRESETS, GPT2Config
 from .errors import UsageError
-
-if TYPE_CHECKING:
-    from .config import GPT2Config
 
 HookFn = Callable[[Tensor, "HookPoint"], "Tensor | None"]
 """Called as fn(value, hook): ``hook`` is the step's name (a str, with TransformerLens's
@@ -109,97 +109,237 @@ def _layer_norm_steps(prefix: str, of: str, title: str) -> list[Step]:
     ]
 
 
-# B batch, T positions, S positions attended to, C n_embd, H heads, D head size, V vocabulary.
-STEPS: tuple[Step, ...] = (
-    Step("hook_embed", "[B, T, C]", "W_E[ids]: token embedding", "Token embeddings W_E[ids]"),
-    Step(
-        "hook_pos_embed",
-        "[B, T, C]",
-        "W_P[positions]: learned position embedding",
-        "Position embeddings W_P[positions]",
-    ),
-    Step(
-        "blocks.{L}.hook_resid_pre",
-        "[B, T, C]",
-        "embed + pos_embed, or the previous block's out",
-        "Residual stream entering the block",
-    ),
-    *_layer_norm_steps("blocks.{L}.ln1", "x", "Layer norm 1"),
-    Step(
-        "blocks.{L}.attn.hook_q",
-        "[B, T, H, D]",
-        "q = ln1(x) @ W_Q + b_Q, split into heads",
-        "Queries",
-    ),
-    Step(
-        "blocks.{L}.attn.hook_k", "[B, T, H, D]", "k = ln1(x) @ W_K + b_K, split into heads", "Keys"
-    ),
-    Step(
-        "blocks.{L}.attn.hook_v",
-        "[B, T, H, D]",
-        "v = ln1(x) @ W_V + b_V, split into heads",
-        "Values",
-    ),
-    Step(
-        "blocks.{L}.attn.hook_unmasked_scores",
-        "[B, H, T, S]",
-        "q @ kᵀ / sqrt(D), before the mask",
-        "Attention scores",
-    ),
-    Step(
-        "blocks.{L}.attn.hook_attn_scores",
-        "[B, H, T, S]",
-        "scores, -inf where key > query",
-        "Causal mask",
-    ),
-    Step(
-        "blocks.{L}.attn.hook_pattern",
-        "[B, H, T, S]",
-        "softmax(masked scores) over keys",
-        "Attention pattern",
-    ),
-    Step("blocks.{L}.attn.hook_z", "[B, T, H, D]", "z = pattern @ v", "Weighted values z"),
-    Step(
-        "blocks.{L}.hook_attn_out",
-        "[B, T, C]",
-        "concat heads(z) @ W_O + b_O",
-        "Attention output",
-    ),
-    Step(
-        "blocks.{L}.hook_resid_mid",
-        "[B, T, C]",
-        "x + attn_out",
-        "Residual stream after attention",
-    ),
-    *_layer_norm_steps("blocks.{L}.ln2", "resid_mid", "Layer norm 2"),
-    Step(
-        "blocks.{L}.mlp.hook_pre",
-        "[B, T, 4C]",
-        "ln2(resid_mid) @ W_in + b_in",
-        "MLP: first linear layer",
-    ),
-    Step("blocks.{L}.mlp.hook_post", "[B, T, 4C]", "gelu(pre)", "MLP: GELU"),
-    Step("blocks.{L}.hook_mlp_out", "[B, T, C]", "post @ W_out + b_out", "MLP output"),
-    Step(
-        "blocks.{L}.hook_resid_post",
-        "[B, T, C]",
-        "resid_mid + mlp_out",
-        "Residual stream leaving the block",
-    ),
-    *_layer_norm_steps("ln_final", "resid_post of the last block", "Final layer norm"),
-    Step(
-        "hook_logits",
-        "[B, T, V]",
-        "ln_final(x) @ W_Eᵀ  (the tied unembedding W_U)",
-        "Logits",
-    ),
-    Step(
-        "hook_probs",
-        "[B, T, V]",
-        "softmax(logits): the next-token distribution (trace only)",
-        "Probabilities",
-    ),
-)
+def _rms_norm_steps(prefix: str, of: str, title: str) -> list[Step]:
+    x = of if " " not in of else f"({of})"
+    return [
+        Step(
+            f"{prefix}.hook_scale",
+            "[B, T, 1]",
+            f"rms = sqrt(mean({x}²) + ε)  (RMSNorm: no mean taken out)",
+            f"{title}: scale",
+        ),
+        Step(f"{prefix}.hook_normalized", "[B, T, C]", f"x̂ = {x} / rms", f"{title}: normalized"),
+        Step(f"{prefix}.hook_out", "[B, T, C]", "x̂ · g  (learned gain, no bias)", f"{title}: gain"),
+    ]
+
+
+_ACTIVATION_STEPS = {  # hook_post of a one-input MLP: formula, title
+    "gelu_tanh": ("gelu(pre)", "MLP: GELU"),
+    "gelu": ("gelu(pre) = pre · Φ(pre), exact (erf)", "MLP: GELU (exact)"),
+    "relu": ("relu(pre) = max(pre, 0)", "MLP: ReLU"),
+}
+
+
+def steps(config: GPT2Config | None = None) -> tuple[Step, ...]:
+    """The named steps of a config's forward pass, in order (``{L}`` for the layer), with
+    shapes and formulas that follow its switches: RMSNorm's three steps instead of LayerNorm's
+    five, ``attn.hook_rot_q``/``hook_rot_k`` with RoPE, k and v [B, T, K, D] with grouped-query
+    attention, ``mlp.hook_pre_linear`` with SwiGLU, the norms after the sums when post-norm, no
+    ``hook_pos_embed`` with RoPE and no ``ln_final`` without a final norm. None: GPT-2 (STEPS).
+    """
+    c = config or GPT2Config()
+    pre = c.norm_position == "pre"
+    rope = c.positions == "rope"
+    norm_steps = _layer_norm_steps if c.norm == "layernorm" else _rms_norm_steps
+    norm_name = "Layer norm" if c.norm == "layernorm" else "RMSNorm"
+    kv = "H" if c.n_key_value_heads == c.n_head else "K"
+    attn_in = "ln1(x)" if pre else "x"
+    qkv_b = {n: f" + b_{n}" if c.qkv_bias else "" for n in "QKV"}
+    o_b = " + b_O" if c.attn_out_bias else ""
+    mlp_b = {n: f" + b_{n}" if c.mlp_bias else "" for n in ("in", "gate", "out")}
+    heads = "split into heads" if kv == "H" else "split into K key/value heads"
+    q_name, k_name = ("rot_q", "rot_k") if rope else ("q", "k")
+    if kv == "K":
+        k_name = f"repeat_kv({k_name})"
+    v_name = "v" if kv == "H" else "repeat_kv(v)"
+    mlp_width = "4C" if c.d_mlp == 4 * c.n_embd else "F"
+    mlp_in = "ln2(resid_mid)" if pre else "resid_mid"
+
+    out: list[Step] = [
+        Step("hook_embed", "[B, T, C]", "W_E[ids]: token embedding", "Token embeddings W_E[ids]")
+    ]
+    if c.positions == "learned":
+        out.append(
+            Step(
+                "hook_pos_embed",
+                "[B, T, C]",
+                "W_P[positions]: learned position embedding",
+                "Position embeddings W_P[positions]",
+            )
+        )
+    elif c.positions == "sinusoidal":
+        out.append(
+            Step(
+                "hook_pos_embed",
+                "[B, T, C]",
+                "PE[p, 2i] = sin(p / 10000^(2i/C)), PE[p, 2i+1] = cos(…): fixed sinusoids",
+                "Position embeddings (sinusoids)",
+            )
+        )
+    out.append(
+        Step(
+            "blocks.{L}.hook_resid_pre",
+            "[B, T, C]",
+            "embed, or the previous block's out"
+            if rope
+            else "embed + pos_embed, or the previous block's out",
+            "Residual stream entering the block",
+        )
+    )
+    ln1 = norm_steps("blocks.{L}.ln1", "x" if pre else "x + attn_out", f"{norm_name} 1")
+    ln2 = norm_steps(
+        "blocks.{L}.ln2", "resid_mid" if pre else "resid_mid + mlp_out", f"{norm_name} 2"
+    )
+    if pre:
+        out += ln1
+    out += [
+        Step(
+            "blocks.{L}.attn.hook_q",
+            "[B, T, H, D]",
+            f"q = {attn_in} @ W_Q{qkv_b['Q']}, split into heads",
+            "Queries",
+        ),
+        Step(
+            "blocks.{L}.attn.hook_k",
+            f"[B, T, {kv}, D]",
+            f"k = {attn_in} @ W_K{qkv_b['K']}, {heads}",
+            "Keys",
+        ),
+        Step(
+            "blocks.{L}.attn.hook_v",
+            f"[B, T, {kv}, D]",
+            f"v = {attn_in} @ W_V{qkv_b['V']}, {heads}",
+            "Values",
+        ),
+    ]
+    if rope:
+        turn = "RoPE turns each pair of dims by position · θ_i"
+        out += [
+            Step(
+                "blocks.{L}.attn.hook_rot_q",
+                "[B, T, H, D]",
+                f"q·cos + rotate_half(q)·sin: {turn}",
+                "Queries rotated (RoPE)",
+            ),
+            Step(
+                "blocks.{L}.attn.hook_rot_k",
+                f"[B, T, {kv}, D]",
+                f"k·cos + rotate_half(k)·sin: {turn}",
+                "Keys rotated (RoPE)",
+            ),
+        ]
+    out += [
+        Step(
+            "blocks.{L}.attn.hook_unmasked_scores",
+            "[B, H, T, S]",
+            f"{q_name} @ {k_name}ᵀ / sqrt(D), before the mask",
+            "Attention scores",
+        ),
+        Step(
+            "blocks.{L}.attn.hook_attn_scores",
+            "[B, H, T, S]",
+            "scores, -inf where key > query",
+            "Causal mask",
+        ),
+        Step(
+            "blocks.{L}.attn.hook_pattern",
+            "[B, H, T, S]",
+            "softmax(masked scores) over keys",
+            "Attention pattern",
+        ),
+        Step(
+            "blocks.{L}.attn.hook_z", "[B, T, H, D]", f"z = pattern @ {v_name}", "Weighted values z"
+        ),
+        Step(
+            "blocks.{L}.hook_attn_out",
+            "[B, T, C]",
+            f"concat heads(z) @ W_O{o_b}",
+            "Attention output",
+        ),
+    ]
+    if not pre:
+        out += ln1
+    out.append(
+        Step(
+            "blocks.{L}.hook_resid_mid",
+            "[B, T, C]",
+            "x + attn_out" if pre else "ln1(x + attn_out): normalized after the sum (post-norm)",
+            "Residual stream after attention",
+        )
+    )
+    if pre:
+        out += ln2
+    if c.activation == "swiglu":
+        out += [
+            Step(
+                "blocks.{L}.mlp.hook_pre",
+                f"[B, T, {mlp_width}]",
+                f"{mlp_in} @ W_gate{mlp_b['gate']}",
+                "MLP: gate",
+            ),
+            Step(
+                "blocks.{L}.mlp.hook_pre_linear",
+                f"[B, T, {mlp_width}]",
+                f"{mlp_in} @ W_in{mlp_b['in']}",
+                "MLP: first linear layer",
+            ),
+            Step(
+                "blocks.{L}.mlp.hook_post",
+                f"[B, T, {mlp_width}]",
+                "silu(pre) · pre_linear  (SwiGLU; silu(x) = x·σ(x))",
+                "MLP: SwiGLU",
+            ),
+        ]
+    else:
+        formula, title = _ACTIVATION_STEPS[c.activation]
+        out += [
+            Step(
+                "blocks.{L}.mlp.hook_pre",
+                f"[B, T, {mlp_width}]",
+                f"{mlp_in} @ W_in{mlp_b['in']}",
+                "MLP: first linear layer",
+            ),
+            Step("blocks.{L}.mlp.hook_post", f"[B, T, {mlp_width}]", formula, title),
+        ]
+    out.append(
+        Step("blocks.{L}.hook_mlp_out", "[B, T, C]", f"post @ W_out{mlp_b['out']}", "MLP output")
+    )
+    if not pre:
+        out += ln2
+    out.append(
+        Step(
+            "blocks.{L}.hook_resid_post",
+            "[B, T, C]",
+            "resid_mid + mlp_out" if pre else "ln2(resid_mid + mlp_out)",
+            "Residual stream leaving the block",
+        )
+    )
+    if c.final_norm:
+        final_title = "Final layer norm" if c.norm == "layernorm" else "Final RMSNorm"
+        out += norm_steps("ln_final", "resid_post of the last block", final_title)
+    read = "ln_final(x)" if c.final_norm else "x"
+    output = (
+        "W_Eᵀ  (the tied unembedding W_U)"
+        if c.tie_word_embeddings
+        else "W_U  (lm_head, a matrix of its own)"
+    )
+    if not c.final_norm:
+        output += ", x the last block's resid_post (no final norm)"
+    out.append(Step("hook_logits", "[B, T, V]", f"{read} @ {output}", "Logits"))
+    out.append(
+        Step(
+            "hook_probs",
+            "[B, T, V]",
+            "softmax(logits): the next-token distribution (trace only)",
+            "Probabilities",
+        )
+    )
+    return tuple(out)
+
+
+# B batch, T positions, S positions attended to, C n_embd, H heads, K key/value heads, D head
+# size, F the MLP's hidden size (4C in GPT-2), V vocabulary.
+STEPS: tuple[Step, ...] = steps()  # GPT-2's
 DERIVED = frozenset({"hook_probs"})  # computed by a trace from the logits, not inside forward()
 GPT2LAB_ONLY = frozenset(
     {
@@ -216,7 +356,8 @@ GPT2LAB_ONLY = frozenset(
         "hook_logits",
         "hook_probs",
     }
-)  # every other step of STEPS has TransformerLens's name, shape and meaning
+)  # every other step of STEPS has TransformerLens's name, shape and meaning (of steps(config),
+# the RMSNorms' hook_out is gpt2lab's too)
 RENAMED = {
     "hook_masked_scores": "hook_attn_scores (the scores after the mask, as in TransformerLens)",
 }  # names of earlier versions, for the error that meets them
@@ -224,37 +365,51 @@ RENAMED = {
 
 def step_names(config: GPT2Config) -> list[str]:
     """Every step name of a model, in the order the forward pass computes them."""
-    names: list[str] = []
-    block = [s.name for s in STEPS if s.name.startswith("blocks.")]
-    names += [s.name for s in STEPS[:2]]
+    catalogue = steps(config)
+    block = [s.name for s in catalogue if s.name.startswith("blocks.")]
+    names = [s.name for s in catalogue if s.name in ("hook_embed", "hook_pos_embed")]
     for layer in range(config.n_layer):
         names += [n.replace("{L}", str(layer)) for n in block]
-    names += [s.name for s in STEPS if not s.name.startswith(("blocks.", "hook_embed", "hook_pos"))]
+    names += [
+        s.name for s in catalogue if not s.name.startswith(("blocks.", "hook_embed", "hook_pos"))
+    ]
     return names
 
 
-def describe(name: str) -> Step:
-    """The ``Step`` (shape, formula) of a full name such as ``blocks.3.attn.hook_pattern``."""
+def describe(name: str, config: GPT2Config | None = None) -> Step:
+    """The ``Step`` (shape, formula) of a full name such as ``blocks.3.attn.hook_pattern``, as
+    the model of ``config`` computes it (default GPT-2's; a step GPT-2 lacks, such as
+    ``attn.hook_rot_q``, is then described as the first config that has it does)."""
     parts = name.split(".")
     template = ".".join(
         ["{L}" if i == 1 and parts[0] == "blocks" else p for i, p in enumerate(parts)]
     )
-    for step in STEPS:
+    for step in steps(config) if config is not None else _ALL_STEPS:
         if step.name == template:
             return step
     raise UsageError(f"unknown step {name!r}; `gpt2lab steps` lists them")
 
 
-def step_axes(name: str) -> list[str]:
-    """A step's symbolic axes from STEPS: blocks.0.attn.hook_z -> ["B", "T", "H", "D"]"""
-    return describe(name).shape.strip("[]").split(", ")
+def step_axes(name: str, config: GPT2Config | None = None) -> list[str]:
+    """A step's symbolic axes: blocks.0.attn.hook_z -> ["B", "T", "H", "D"] (see ``describe``)"""
+    return describe(name, config).shape.strip("[]").split(", ")
 
 
-def head_axis(name: str) -> int | None:
+def head_index(name: str, head: int, config: GPT2Config) -> int:
+    """The index on step ``name``'s head axis that query head ``head`` reads: the head itself,
+    or, for the keys and values of grouped-query attention ([B, T, K, D]), the key/value head
+    it shares, head // (H / K)."""
+    if "K" in step_axes(name, config):
+        return head // (config.n_head // config.n_key_value_heads)
+    return head
+
+
+def head_axis(name: str, config: GPT2Config | None = None) -> int | None:
     """Where a step's head axis is (counting the batch axis), or None if it has none:
-    hook_z [B, T, H, D] -> 2, hook_pattern [B, H, T, S] -> 1, hook_resid_pre -> None."""
-    axes = step_axes(name)
-    return axes.index("H") if "H" in axes else None
+    hook_z [B, T, H, D] -> 2, hook_pattern [B, H, T, S] -> 1, hook_resid_pre -> None; the
+    key/value heads of grouped-query attention (hook_k [B, T, K, D]) -> 2."""
+    axes = step_axes(name, config)
+    return next((i for i, axis in enumerate(axes) if axis in ("H", "K")), None)
 
 
 _ACT_ALIASES = {
@@ -268,6 +423,18 @@ _ACT_ALIASES = {
 }  # TransformerLens's
 
 
+def _all_steps() -> tuple[Step, ...]:
+    """GPT-2's steps, then those only other switches have (RoPE's rotations, SwiGLU's
+    pre_linear), for ``describe`` without a config."""
+    found = {s.name: s for s in STEPS}
+    for config in PRESETS.values():
+        found |= {s.name: s for s in steps(config) if s.name not in found}
+    return tuple(found.values())
+
+
+_ALL_STEPS = _all_steps()
+
+
 def get_act_name(name: str, layer: int | None = None, layer_type: str | None = None) -> str:
     """A full step name from TransformerLens's short ones (its ``utils.get_act_name``):
     ("pattern", 0) -> blocks.0.attn.hook_pattern, ("normalized", 1, "ln2") ->
@@ -279,9 +446,9 @@ def get_act_name(name: str, layer: int | None = None, layer_type: str | None = N
     if match is not None:
         name, layer, layer_type = match[1], int(match[2]), match[3]
     name = _ACT_ALIASES.get(name, name)
-    if name in ("q", "k", "v", "z", "pattern", "attn_scores", "unmasked_scores"):
+    if name in ("q", "k", "v", "z", "pattern", "attn_scores", "unmasked_scores", "rot_q", "rot_k"):
         layer_type = "attn"
-    elif name in ("pre", "post"):
+    elif name in ("pre", "post", "pre_linear"):
         layer_type = "mlp"
     elif layer_type is not None:
         layer_type = {"a": "attn", "m": "mlp", "b": "", "block": "", "attention": "attn"}.get(

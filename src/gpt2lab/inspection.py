@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
 from .errors import UsageError, check_index
-from .hooks import STEPS, Step, describe, head_axis
+from .hooks import Step, describe, head_axis, head_index, steps
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -34,7 +34,9 @@ def _sized(shape: str, config: GPT2Config) -> str:
     sizes = {
         "C": config.n_embd,
         "4C": 4 * config.n_embd,
+        "F": config.d_mlp,
         "H": config.n_head,
+        "K": config.n_key_value_heads,
         "D": config.head_dim,
         "V": config.vocab_size,
     }
@@ -42,8 +44,9 @@ def _sized(shape: str, config: GPT2Config) -> str:
 
 
 def step_table(config: GPT2Config | None = None, layer: int | None = None) -> list[Step]:
-    """Every named step in forward order: names with ``{L}`` (or block ``layer``'s full names),
-    shapes with the model's sizes (C, 4C, H, D, V) filled in when ``config`` is given."""
+    """Every named step of the config's model (default GPT-2) in forward order: names with
+    ``{L}`` (or block ``layer``'s full names), shapes with the model's sizes (C, 4C, F, H, K, D,
+    V) filled in when ``config`` is given."""
     if layer is not None:
         check_index("layer", layer, math.inf if config is None else config.n_layer)
     return [
@@ -53,7 +56,7 @@ def step_table(config: GPT2Config | None = None, layer: int | None = None) -> li
             step.formula,
             step.title,
         )
-        for step in STEPS
+        for step in steps(config)
     ]
 
 
@@ -189,9 +192,9 @@ def inspect_prompt(
     shown = explained = None
     if step is not None:
         values = trace[step]  # a pattern such as blocks.*.hook_z is refused here
-        per_head = head if head_axis(step) is not None else None
+        per_head = head_index(step, head, config) if head_axis(step, config) is not None else None
         frame = trace.to_frame(step, head=per_head)
-        shown = StepValues(step, describe(step).formula, values, frame, per_head)
+        shown = StepValues(step, describe(step, config).formula, values, frame, per_head)
     if sampling is not None:
         explained = explain_sampling(last, sampling, top=top, tokenizer=model.tokenizer)
     return Inspection(

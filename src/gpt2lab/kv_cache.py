@@ -40,30 +40,31 @@ class KVCache:
     """Keys and values of the positions seen so far, per layer, preallocated to ``max_len``.
 
     Generation feeds one new token at a time; without a cache every step would recompute the
-    keys and values of the whole prefix. ``k[layer]`` is [B, H, max_len, D]; ``length`` counts
-    the positions filled.
+    keys and values of the whole prefix. ``k[layer]`` is [B, K, max_len, D] with K the key/value
+    heads (fewer than the query heads with grouped-query attention: that is what it saves;
+    attention repeats them afterwards); ``length`` counts the positions filled.
     """
 
     def __init__(
         self, config: GPT2Config, batch: int, max_len: int, device: torch.device, dtype: torch.dtype
     ) -> None:
-        shape = (config.n_layer, batch, config.n_head, max_len, config.head_dim)
+        shape = (config.n_layer, batch, config.n_key_value_heads, max_len, config.head_dim)
         self.k = torch.empty(shape, device=device, dtype=dtype)
         self.v = torch.empty(shape, device=device, dtype=dtype)
         self.length = 0
         self.max_len = max_len
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """Store the new positions' k, v [B, H, T, D]; return all so far [B, H, length + T, D]."""
+        """Store the new positions' k, v [B, K, T, D]; return all so far [B, K, length + T, D]."""
         end = self.length + k.size(2)
         self.k[layer, :, :, self.length : end] = k
         self.v[layer, :, :, self.length : end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
     def write_at(self, layer: int, k: Tensor, v: Tensor, slot: Tensor) -> tuple[Tensor, Tensor]:
-        """Store one new position's k, v [B, H, 1, D] at the index held in ``slot`` (a tensor [1],
+        """Store one new position's k, v [B, K, 1, D] at the index held in ``slot`` (a tensor [1],
         so that a recorded CUDA graph can replay it at any position); return all ``max_len``
-        slots [B, H, max_len, D], the unwritten ones included (gpt2lab.fast masks them)."""
+        slots [B, K, max_len, D], the unwritten ones included (gpt2lab.fast masks them)."""
         self.k[layer].index_copy_(2, slot, k)
         self.v[layer].index_copy_(2, slot, v)
         return self.k[layer], self.v[layer]

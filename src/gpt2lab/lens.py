@@ -11,8 +11,12 @@ stream at every point of the forward pass:
 
 and keeps the top-k tokens and, for a chosen token, its rank and probability at every point and
 position (Ecco-style rankings: watch the answer climb from rank 3000 to rank 0). ln_final uses
-the mean and variance of x_point itself, as the model would if the blocks after it were removed.
-The read-out of the last block's resid_post is the model's real output.
+the statistics of x_point itself, as the model would if the blocks after it were removed: a
+LayerNorm its mean and variance; an RMSNorm (LLaMA) only its root mean square, x / sqrt(mean(x²)
++ ε) · g, with no mean taken out; a model without a final norm (GPT-1, post-norm: each block's
+output is already normalized) reads x @ W_U with no norm at all. W_U is W_Eᵀ when the output
+layer is tied, else the model's own ``lm_head``. The read-out of the last block's resid_post is
+the model's real output.
 
 *Direct logit attribution* splits one real logit into a sum over the model's components. The
 final residual stream is a sum,
@@ -22,7 +26,11 @@ final residual stream is a sum,
 and ln_final(x) = (x - mean(x)) / sqrt(var(x) + ε) · g + b is linear in x once the divisor
 s = sqrt(var(x) + ε) of the real x is held fixed, because centering is linear. So component c
 adds (c - mean(c)) / s · g · W_E[token] to logit[token], the ln_final bias adds b · W_E[token],
-and the contributions sum exactly to the logit.
+and the contributions sum exactly to the logit. An RMSNorm has no centring and no bias: c adds
+c / rms(x) · g · W_U[token]. Without a final norm c adds c · W_U[token]. In a post-norm model
+(GPT-1) every block's ln_1 and ln_2 sit on the residual stream itself; each is linearized the
+same way (its divisor read from the trace's ``hook_scale``), applied to every component before
+it, and its bias becomes a component of its own, so the parts still sum to the logit.
 
     lens = logit_lens(model, "The cat sat on the", target=" mat")
     lens.to_frame("rank")                    # a table: points x positions
@@ -42,7 +50,7 @@ import torch
 from torch import Tensor
 
 from .errors import UsageError
-from .model import layer_norm_scale, layer_norm_stats, normalize
+from .model import LayerNorm, Norm, layer_norm_scale, layer_norm_stats, rms_scale
 from .prompts import PromptLike, token_id
 from .tracing import Trace, run_with_cache
 
@@ -272,22 +280,25 @@ def direct_logit_attribution(
     model: GPT2, prompt_or_trace: PromptLike | Trace, token: int | str, *, position: int = -1
 ) -> Attribution:
     """Split logit[token] at ``position`` into the contributions of the embeddings, every head,
-    every attention bias and MLP, and ln_final's bias; they sum to the real logit.
+    every attention bias and MLP, and the norms' biases; they sum to the real logit.
 
-    contribution(c) = (c - mean(c)) / sqrt(var(x) + ε) · g · W_E[token], where x is the real
-    final residual stream at ``position`` and g ln_final's gain; the bias adds b · W_E[token].
-    This is exact for the logit, but a head's contribution is not what removing the head would
-    change: the blocks after it, and the divisor sqrt(var(x) + ε), would change too.
+    contribution(c) = (c - mean(c)) / sqrt(var(x) + ε) · g · W_U[token], where x is the real
+    final residual stream at ``position`` and g ln_final's gain (an RMSNorm takes no mean out and
+    divides by sqrt(mean(x²) + ε); without a final norm c · W_U[token]); the bias adds
+    b · W_U[token]. This is exact for the logit, but a head's contribution is not what removing
+    the head would change: the blocks after it, and the divisor, would change too. Post-norm
+    models: see the module docstring.
     """
-    n_layer = model.config.n_layer
+    config = model.config
+    n_layer, post = config.n_layer, config.norm_position == "post"
     final = f"blocks.{n_layer - 1}.hook_resid_post"
-    names = [
-        "hook_embed",
-        "hook_pos_embed",
-        *(f"blocks.{layer}.attn.hook_z" for layer in range(n_layer)),
-        *(f"blocks.{layer}.hook_mlp_out" for layer in range(n_layer)),
-        final,
-    ]
+    has_pos = config.positions != "rope"
+    names = ["hook_embed", *(["hook_pos_embed"] if has_pos else [])]
+    for layer in range(n_layer):
+        names += [f"blocks.{layer}.attn.hook_z", f"blocks.{layer}.hook_mlp_out"]
+        if post:
+            names += [f"blocks.{layer}.ln1.hook_scale", f"blocks.{layer}.ln2.hook_scale"]
+    names.append(final)
     trace = _one_prompt_trace(model, prompt_or_trace, names)
     token = token_id(model, token)
     T = trace.ids.shape[1]
@@ -295,31 +306,60 @@ def direct_logit_attribution(
         raise UsageError(f"position must be an integer in [-{T}, {T}), got {position!r}")
     t = position % T
     device = model.device
-    pieces = [trace["hook_embed"][0, t], trace["hook_pos_embed"][0, t]]
-    labels = ["embed", "pos_embed"]
+
+    def at(name: str) -> Tensor:
+        return trace[name][0, t].to(device).float()
+
+    rows = [at("hook_embed"), *([at("hook_pos_embed")] if has_pos else [])]
+    labels = ["embed", *(["pos_embed"] if has_pos else [])]
+
+    def through(norm: Norm, scale: Tensor, label: str) -> None:
+        """Every component so far through the norm, linearized at the real x's divisor."""
+        rows[:] = list(linearized_norm(norm, torch.stack(rows), scale))
+        if norm.bias is not None:
+            rows.append(norm.bias.float())
+            labels.append(f"{label} bias")
+
     for layer, block in enumerate(model.transformer.h):
-        z = trace[f"blocks.{layer}.attn.hook_z"][0, t].to(device)  # [H, D]
-        pieces += [*head_outputs(block.attn, z), block.attn.c_proj.bias]
-        pieces.append(trace[f"blocks.{layer}.hook_mlp_out"][0, t])
+        rows += [*head_outputs(block.attn, at(f"blocks.{layer}.attn.hook_z"))]
         labels += [f"L{layer}H{h}" for h in range(block.attn.n_head)]
-        labels += [f"L{layer} attn bias", f"L{layer} mlp"]
-    components = torch.stack([c.to(device).float() for c in pieces])  # [N, C]
+        if block.attn.c_proj.bias is not None:
+            rows.append(block.attn.c_proj.bias.float())
+            labels.append(f"L{layer} attn bias")
+        if post:
+            through(block.ln_1, at(f"blocks.{layer}.ln1.hook_scale"), f"L{layer} ln1")
+        rows.append(at(f"blocks.{layer}.hook_mlp_out"))
+        labels.append(f"L{layer} mlp")
+        if post:
+            through(block.ln_2, at(f"blocks.{layer}.ln2.hook_scale"), f"L{layer} ln2")
     ln_f = model.transformer.ln_f
-    _, var = layer_norm_stats(trace[final][0, t].to(device).float())
-    scale = layer_norm_scale(var, ln_f.eps)
-    centered = normalize(components, components.mean(dim=-1, keepdim=True), scale)
-    unembed = model.transformer.wte.weight[token].float()  # W_U[:, token] = W_E[token]
-    values = torch.cat(
-        [(centered * ln_f.weight.float()) @ unembed, (ln_f.bias.float() @ unembed)[None]]
-    )
+    if ln_f is not None:
+        through(ln_f, norm_scale(ln_f, at(final)), "ln_final")
+    unembed = model.output_weight[token].float()  # W_U[:, token]
     return Attribution(
         token,
         _texts(model, [token])[token],
         t,
-        [*labels, "ln_final bias"],
-        values.cpu(),
+        labels,
+        (torch.stack(rows) @ unembed).cpu(),
         float(trace.logits[0, t, token]),
     )
+
+
+def norm_scale(norm: Norm, x: Tensor) -> Tensor:
+    """The divisor the norm applies to x: sqrt(var(x) + ε) (LayerNorm) or sqrt(mean(x²) + ε)."""
+    if isinstance(norm, LayerNorm):
+        return layer_norm_scale(layer_norm_stats(x)[1], norm.eps)
+    return rms_scale(x, norm.eps)
+
+
+def linearized_norm(norm: Norm, parts: Tensor, scale: Tensor) -> Tensor:
+    """The norm's map without its bias, with the divisor held at ``scale``: linear in x, so it
+    applies to each part of x. LayerNorm: (c - mean(c)) / scale · g; RMSNorm: c / scale · g.
+    parts [N, C] -> [N, C]"""
+    if isinstance(norm, LayerNorm):
+        parts = parts - parts.mean(dim=-1, keepdim=True)
+    return parts / scale * norm.weight.float()
 
 
 # --- shared -----------------------------------------------------------------------------------

@@ -647,6 +647,11 @@ _STEP_CELLS: dict[str, Callable[[_Book, int | None, str], tuple[int, Cell, dict]
 
 # --- planning and writing ---------------------------------------------------------------------
 def _sheets(model: GPT2, prompt: Prompt) -> list[Sheet]:
+    changed = model.config.changes_from_gpt2()
+    if changed:  # its formulas are GPT-2's: LayerNorm before, learned positions, GELU, ...
+        raise UsageError(
+            f"the spreadsheet lays out GPT-2's architecture; this model has {', '.join(changed)}"
+        )
     ids = prompt_ids(model, prompt)
     if len(ids) > model.config.n_positions:
         raise UsageError(

@@ -155,7 +155,7 @@ class Trace(Mapping[str, Tensor]):
         check_index("batch", batch, self.ids.shape[0])
         value = self[name][batch].float().cpu()
         positions = [f"{t} {tok!r}" for t, tok in enumerate(self.tokens(batch))]
-        axis = head_axis(name)
+        axis = head_axis(name, self.config)
         if axis is not None:  # per-head step: a table per head (axis - 1 without the batch)
             n_head = value.shape[axis - 1]
             if head is not None:
@@ -173,7 +173,7 @@ class Trace(Mapping[str, Tensor]):
         import pandas as pd
 
         n_cols = value.shape[-1]
-        last_axis = step_axes(name)[-1]
+        last_axis = step_axes(name, self.config)[-1]
         columns: list[str] | list[int]
         if last_axis == "1":  # a layer norm's mean, var or scale
             columns = [name.rsplit("_", 1)[-1]]
@@ -204,7 +204,7 @@ class Trace(Mapping[str, Tensor]):
                 transposed = frame.shape[1] + 2 > _EXCEL_MAX_COLUMNS
                 sheet = _sheet_name(name)
                 (frame.T if transposed else frame).to_excel(writer, sheet_name=sheet)
-                step = describe(name)
+                step = describe(name, self.config)
                 shape = list(self[name].shape)
                 index.append((sheet, name, str(shape), step.formula, transposed))
             pd.DataFrame(
@@ -266,8 +266,10 @@ def run_from_block(
     if start is None:
         return model(ids, hooks=hooks)
     assert x is not None, "run_from_block: x (block start's input) is needed with start"
-    allowed = causal_mask(ids.shape[1], 0, None, ids.device)
-    return model.unembed(model.run_blocks(x, allowed, None, hooks, start=start), hooks)
+    B, T = ids.shape
+    allowed = causal_mask(T, 0, None, ids.device)
+    rope = model.rope_angles(torch.arange(T, device=ids.device).expand(B, T))
+    return model.unembed(model.run_blocks(x, allowed, None, hooks, start, rope), hooks)
 
 
 def run_with_hooks(

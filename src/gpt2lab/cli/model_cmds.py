@@ -95,9 +95,8 @@ def cmd_tokenize(args: argparse.Namespace) -> None:
 
 
 def _info_config(name: str, args: argparse.Namespace) -> tuple[GPT2Config, str]:
-    """A preset's config, a Hugging Face folder's config.json (no weights read: a model whose
-    switches the steps do not run yet is described too), or the config of the model ``name``
-    loads; and a note saying which."""
+    """A preset's config, a Hugging Face folder's config.json (no weights read), or the config
+    of the model ``name`` loads; and a note saying which."""
     from ..config import PRESET_NOTES, PRESETS, GPT2Config
     from ..weights import resolve
     from ..weights.hf import is_hf_folder
@@ -165,11 +164,7 @@ def cmd_steps(args: argparse.Namespace) -> None:
     from ..inspection import step_table
     from ..viz.terminal import render_steps
 
-    config = None
-    if args.model is not None:
-        from ..weights import load
-
-        config = load(args.model).config
+    config = None if args.model is None else _info_config(args.model, args)[0]
     steps = step_table(config, args.layer)
     if args.json:
         print(json.dumps([vars(step) for step in steps], ensure_ascii=False))
@@ -297,7 +292,10 @@ def add_model_parsers(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("steps", help="list the named steps of the forward pass: shape, formula")
     p.add_argument(
-        "--model", default=None, help="fill in this model's sizes (default: symbols, no model)"
+        "--model",
+        default=None,
+        help="the steps of this model (a preset such as llama-3.2-1b or gpt1, tiny, a folder or "
+        "a Hub id), its sizes filled in (default: GPT-2's steps, in symbols)",
     )
     p.add_argument("--layer", type=at_least(0), default=None, help="full names for this block")
     p.add_argument("--json", action="store_true", help="print a list of {name, shape, formula}")

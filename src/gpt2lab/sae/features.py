@@ -19,6 +19,7 @@ from torch import Tensor
 
 from ..errors import UsageError, check_index
 from ..hooks import Edit
+from ..lens import linearized_norm
 from ..model import GPT2, inference
 from ..prompts import PromptLike, prompt_batch
 from .autoencoder import SAE, activations_at
@@ -32,11 +33,12 @@ def _decode(tokenizer: Tokenizer | None, ids: list[int]) -> list[str]:
 
 
 # --- what a feature writes ----------------------------------------------------------------------
+@torch.no_grad()  # the norm's gain is a parameter: no graph for a read-out
 def logit_effects(model: GPT2, sae: SAE, feature: int) -> Tensor:
     """How adding feature i's direction to the residual stream moves each token's logit [V].
 
-    d = W_dec[i] goes through ln_final before the unembedding W_U = W_Eᵀ. Layer norm subtracts
-    the mean over channels, divides by a positive per-token scale and multiplies by its gain γ,
+    d = W_dec[i] goes through ln_final before the unembedding W_U (W_Eᵀ if tied). LayerNorm takes
+    out the mean over channels, divides by a positive per-token scale, multiplies by its gain γ,
     so, as feature dashboards do (Bricken et al. 2023; SAE Lens / Neuronpedia fold γ into W_U),
     the effect is ((d - mean(d)) ⊙ γ) @ W_U, up to that positive scale. ln_final's bias adds the
     same to every feature, so it is left out. Meaningful for residual-stream steps; for other
@@ -48,11 +50,12 @@ def logit_effects(model: GPT2, sae: SAE, feature: int) -> Tensor:
             f"{sae.hook_name} is {sae.cfg.d_in} wide, not the residual stream's "
             f"{model.config.n_embd}: its features have no direct effect on the logits"
         )
-    direction = sae.W_dec[feature].detach().float()
-    centred = direction - direction.mean()
+    w_u = model.output_weight.detach().float()
+    direction = sae.W_dec[feature].detach().float().to(w_u.device)[None]
     ln_f = model.transformer.ln_f
-    wte = model.transformer.wte.weight.detach().float()
-    return (centred.to(wte.device) * ln_f.weight.detach().float()) @ wte.T
+    if ln_f is not None:  # an RMSNorm takes no mean out; a model without ln_final has no γ
+        direction = linearized_norm(ln_f, direction, torch.ones(1, device=w_u.device))
+    return direction[0] @ w_u.T
 
 
 @dataclass(frozen=True)

@@ -186,7 +186,7 @@ def trace_html(trace: Trace, *, top: int = 5) -> str:
             _row(
                 f'<td class="tok">{escape(name)}</td>',
                 f"<td>{list(shape)}</td>",
-                f"<td>{escape(describe(name).formula)}</td>",
+                f"<td>{escape(describe(name, trace.config).formula)}</td>",
             )
         )
     batch, n_tokens = trace.ids.shape

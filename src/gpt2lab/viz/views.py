@@ -33,7 +33,7 @@ from torch import Tensor
 from ..config import GPT2Config
 from ..errors import OutputError, UsageError, check_index
 from ..files import write_atomic
-from ..hooks import describe, short_name
+from ..hooks import describe, head_axis, head_index, short_name
 
 if TYPE_CHECKING:
     from ..lens import LogitLens
@@ -198,13 +198,14 @@ def _with_dpi(png: bytes, dpi: int) -> bytes:
 
 
 # --- values of steps ------------------------------------------------------------------------
-def heads_first(value: Tensor, name: str) -> Tensor:
-    """One prompt's value of a per-head step with its head axis first: [H, ...]. Where the
-    head axis is comes from the step's shape in ``STEPS`` (``[B, H, T, D]`` or another)."""
-    axes = describe(name).shape.strip("[]").split(", ")
-    if "H" not in axes:
+def heads_first(value: Tensor, name: str, config: GPT2Config | None = None) -> Tensor:
+    """One prompt's value of a per-head step with its head axis first: [H, ...] (or [K, ...]
+    for grouped-query keys and values). Where the head axis is comes from the step's shape in
+    ``hooks.steps(config)`` (``[B, H, T, D]`` or another)."""
+    axis = head_axis(name, config)
+    if axis is None:
         raise UsageError(f"{name} is not split into heads")
-    return value.movedim(axes.index("H") - 1, 0)
+    return value.movedim(axis - 1, 0)
 
 
 def _patterns(trace: Trace, layers: list[int] | None) -> tuple[list[int], list]:
@@ -448,7 +449,7 @@ def model_map(
     check_index("head", head, config.n_head)
     for step in (here, selected):
         if step is not None:
-            describe(step)  # a clear error for an unknown name
+            describe(step, config)  # a clear error for an unknown name
     steps = [
         {**vars(s), "group": map_group(s.name), "label": _label(s.name)} for s in step_table(config)
     ]
@@ -491,10 +492,11 @@ def _preview(trace: Trace, name: str, head: int) -> dict[str, Any]:
         "max": float(flat.max()),
     }
     shape = [1, *value.shape]
-    axes = describe(name).shape.strip("[]").split(", ")
+    config = trace.config
+    axes = describe(name, config).shape.strip("[]").split(", ")
     rows = [f"{t} {tok!r}"[:14] for t, tok in enumerate(trace.tokens(0))][:_PREVIEW_ROWS]
-    if "H" in axes:
-        value = heads_first(value, name)[head]
+    if head_axis(name, config) is not None:
+        value = heads_first(value, name, config)[head_index(name, head, config)]
         rows = [f"h{head} {r}"[:14] for r in rows]
     if axes[-1] == "V":
         top_p, top_i = value[:_PREVIEW_ROWS].softmax(-1).topk(3, dim=-1)

@@ -12,6 +12,7 @@ from ..hooks import describe, head_axis
 if TYPE_CHECKING:
     from torch import Tensor
 
+    from ..config import GPT2Config
     from ..inspection import Inspection
 
 
@@ -23,16 +24,16 @@ def json_numbers(values: Tensor) -> list:
     return out.tolist()
 
 
-def step_json(name: str, shape: list[int]) -> dict:
+def step_json(name: str, shape: list[int], config: GPT2Config | None = None) -> dict:
     """A step of a run as the page lists it: its full name and shape, the symbolic axes (and
     which of them is the head's, or null), the formula, and the title its cell is headed with
-    (all from hooks.STEPS)."""
-    step = describe(name)
+    (all from hooks.steps of the model's config; GPT-2's without one)."""
+    step = describe(name, config)
     return {
         "name": name,
         "shape": shape,
         "axes": step.shape,
-        "head_axis": head_axis(name),
+        "head_axis": head_axis(name, config),
         "formula": step.formula,
         "title": step.title,
     }

@@ -23,9 +23,10 @@ import torch
 from fastapi import HTTPException
 from torch import Tensor
 
+from ..config import GPT2Config
 from ..errors import GPT2LabError, UsageError, check_index
 from ..generate import explain_sampling, prompt_ids
-from ..hooks import DERIVED, describe, head_axis, layer_of, step_axes, step_names
+from ..hooks import DERIVED, describe, head_axis, head_index, layer_of, step_axes, step_names
 from ..inspection import step_table
 from ..lens import logit_lens
 from ..model import GPT2
@@ -88,11 +89,12 @@ class TraceCache:
         return sum(trace.nbytes for trace in self._traces.values())
 
 
-def kept_steps(layer: int) -> list[str]:
-    """What a trace keeps: the embeddings, every block's residual stream (the logit lens reads
-    it), every step of block ``layer``, the final layer norm, the logits and probabilities."""
-    steps = ["hook_embed", "hook_pos_embed", "blocks.*.hook_resid_*", f"blocks.{layer}.*"]
-    return [*steps, "ln_final.*", "hook_logits", "hook_probs"]
+def kept_steps(layer: int, config: GPT2Config | None = None) -> list[str]:
+    """What a trace keeps: the embeddings (hook_pos_embed where the model has one), every
+    block's residual stream (the logit lens reads it), every step of block ``layer``, the final
+    norm (where ``config`` has one), the logits and probabilities."""
+    steps = ["hook_*", "blocks.*.hook_resid_*", f"blocks.{layer}.*"]
+    return steps + (["ln_final.*"] if config is None or config.final_norm else [])
 
 
 def partial_tokens(tokenizer: Tokenizer) -> dict[int, str]:
@@ -215,7 +217,7 @@ class Lab:
         def run() -> Trace:
             ids = self.ids(model, req.prompt)
             edits = self.edits(req.model, ids, req.edits)
-            trace = model.run_with_cache(ids, names or kept_steps(layer), edits=edits)
+            trace = model.run_with_cache(ids, names or kept_steps(layer, model.config), edits=edits)
             check_finite(trace.logits, req.edits)
             return trace
 
@@ -287,7 +289,11 @@ class Lab:
             "layer": req.layer,
             "steps": [
                 # hook_probs is computed on first use; it has the logits' shape
-                step_json(name, list((trace.logits if name in DERIVED else trace[name]).shape))
+                step_json(
+                    name,
+                    list((trace.logits if name in DERIVED else trace[name]).shape),
+                    model.config,
+                )
                 for name in shown
             ],
             "next": _next_tokens(model, trace, req.k),
@@ -299,12 +305,13 @@ class Lab:
         block = layer_of(req.step) if req.step in step_names(model.config) else None
         model, trace = self.trace(req, block)
         full = trace[req.step]  # the library's message for a misspelt name or a pattern
-        axes = step_axes(req.step)[1:]  # without B
+        config = model.config
+        axes = step_axes(req.step, config)[1:]  # without B
         value = full[0]
-        heads = head_axis(req.step)
+        heads = head_axis(req.step, config)
         if heads is not None:  # one head's table: [T, D] or [T, S]
-            check_index("head", req.head, value.shape[heads - 1])
-            value = value.select(heads - 1, req.head)
+            check_index("head", req.head, config.n_head)
+            value = value.select(heads - 1, head_index(req.step, req.head, config))
             axes.pop(heads - 1)
         n_rows, n_cols = value.shape
         if req.row_offset >= n_rows or req.col_offset >= n_cols:
@@ -326,7 +333,7 @@ class Lab:
         return {
             "name": req.step,
             "shape": list(full.shape),
-            "formula": describe(req.step).formula,
+            "formula": describe(req.step, config).formula,
             "head": req.head if heads is not None else None,
             "axes": axes,
             "rows": n_rows,
