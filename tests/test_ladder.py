@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import gpt2lab
 from gpt2lab import GPT2Config
 from gpt2lab.config import parameter_counts
 from gpt2lab.errors import UsageError
@@ -139,6 +140,8 @@ def test_the_runs_and_their_numbers(toy_ladder):
     for name, r in runs.items():
         config = GPT2Config(**r["config"])
         assert r["parameters"] == parameter_counts(config), name
+        model = gpt2lab.load(toy_ladder / "runs" / name)  # its checkpoint: that architecture
+        assert model.config == config and model.num_parameters() == r["parameters"]["total"]
         assert r["tokens"] == tokens
         assert [t for t, _ in r["curve"]] == [128, 256]  # evaluated at steps 2 and 4
         assert r["held_out_loss"] == r["curve"][-1][1]
@@ -201,6 +204,13 @@ def test_a_second_call_reuses_the_runs(toy_ladder, toy_data, capsys):
     out = capsys.readouterr().out
     assert out.count("done before, reusing") == 9 and "train" not in out.split("wrote")[0]
     assert (toy_ladder / "ladder.json").read_text() == before
+    # killed after its last checkpoint, before its result: resumed from the checkpoint
+    result = toy_ladder / "runs" / "llama" / "result.json"
+    kept = json.loads(result.read_text())
+    result.unlink()
+    assert ladder.main(toy(toy_data, toy_ladder)) == 0
+    assert "steps 4->4" in capsys.readouterr().out
+    assert json.loads(result.read_text()) == kept
     # other settings in the same folder: refused, in one line
     with pytest.raises(UsageError, match="holds a run with other settings; pass another --out"):
         ladder.main(toy(toy_data, toy_ladder, "--steps", "2"))
