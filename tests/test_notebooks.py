@@ -32,6 +32,7 @@ def test_the_notebooks():
         "05_looking_for_a_circuit",
         "06_training_a_small_gpt",
         "07_evaluating_like_the_paper",
+        "08_gpt2_vs_llama",
     ]
 
 

@@ -10,8 +10,53 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..config import GPT2Config
 from ..errors import UsageError
 from .data import bundled_texts
+
+# The architecture switches of GPT2Config that a run from scratch may set (``arch``); the shape
+# (n_layer, n_head, n_embd, block_size) and dropout are TrainConfig's own fields.
+ARCH_SWITCHES: dict[str, type] = {
+    "positions": str,
+    "rope_theta": float,
+    "partial_rotary_factor": float,
+    "norm": str,
+    "norm_position": str,
+    "final_norm": bool,
+    "activation": str,
+    "n_inner": int,
+    "n_kv_head": int,
+    "qkv_bias": bool,
+    "attn_out_bias": bool,
+    "mlp_bias": bool,
+    "tie_word_embeddings": bool,
+    "layer_norm_epsilon": float,
+}
+_KIND_WORDS = {str: "a word", float: "a number", int: "an integer", bool: "true or false"}
+
+
+def parse_arch(text: str) -> dict[str, Any]:
+    """``--arch positions=rope,norm=rmsnorm,n_kv_head=2,qkv_bias=false`` -> the switches as a
+    dict of typed values (an empty text: none, GPT-2's choices)."""
+    arch: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        name, value = name.strip(), value.strip()
+        if not sep or name not in ARCH_SWITCHES:
+            raise UsageError(
+                f"arch: {item!r} is not NAME=VALUE with NAME one of {', '.join(ARCH_SWITCHES)}"
+            )
+        kind = ARCH_SWITCHES[name]
+        if kind is bool:
+            if value.lower() not in ("true", "false"):
+                raise UsageError(f"arch: {name} must be {_KIND_WORDS[bool]}, got {value!r}")
+            arch[name] = value.lower() == "true"
+            continue
+        try:
+            arch[name] = kind(value)
+        except ValueError:
+            raise UsageError(f"arch: {name} must be {_KIND_WORDS[kind]}, got {value!r}") from None
+    return arch
 
 
 @dataclass
@@ -41,6 +86,14 @@ class TrainConfig:
     n_head: int = 4
     n_embd: int = 128
     block_size: int = 256  # context length trained on (= n_positions from scratch)
+    arch: dict[str, Any] = field(
+        default_factory=dict,
+        metadata={
+            "type": parse_arch,
+            "help": "architecture switches of GPT2Config, from scratch only, e.g. "
+            "positions=rope,norm=rmsnorm,activation=swiglu,n_kv_head=2 (default: GPT-2's)",
+        },
+    )
     dropout: float = 0.0
     # optimisation
     batch_size: int = 16  # sequences per micro-batch, per process
@@ -103,6 +156,40 @@ class TrainConfig:
                 raise UsageError(f"{name} must be in [0, 1), got {getattr(self, name)}")
         if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
             raise UsageError(f"dtype must be auto, float32, bfloat16 or float16, not {self.dtype}")
+        self.validate_arch()
+
+    def validate_arch(self) -> None:
+        """The switches name GPT2Config fields with values of their kind, and apply only to a
+        model from scratch (a pretrained one brings its own)."""
+        if not self.arch:
+            return
+        if self.init != "scratch":
+            raise UsageError(
+                f"arch applies to a model from scratch; --init {self.init} brings its own"
+            )
+        for name, value in self.arch.items():
+            kind = ARCH_SWITCHES.get(name)
+            if kind is None:
+                raise UsageError(
+                    f"arch: unknown switch {name!r}; one of {', '.join(ARCH_SWITCHES)}"
+                )
+            # (TOML gives ints where floats are meant: rope_theta = 10000)
+            fits = isinstance(value, kind) or (kind is float and type(value) is int)
+            if not fits or (kind is int and isinstance(value, bool)):
+                raise UsageError(f"arch: {name} must be {_KIND_WORDS[kind]}, got {value!r}")
+        self.model_config(vocab_size=1)  # GPT2Config checks the combination, in one line
+
+    def model_config(self, vocab_size: int) -> GPT2Config:
+        """The config of a model from scratch: the run's shape and dropout, with its switches."""
+        return GPT2Config(
+            vocab_size=vocab_size,
+            n_positions=self.block_size,
+            n_embd=self.n_embd,
+            n_layer=self.n_layer,
+            n_head=self.n_head,
+            dropout=self.dropout,
+            **self.arch,
+        )
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainConfig:

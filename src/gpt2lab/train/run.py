@@ -17,7 +17,6 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..config import GPT2Config
 from ..errors import OutputError, UsageError
 from ..model import GPT2
 from ..tokenizer import Tokenizer, get_tokenizer
@@ -132,15 +131,7 @@ def _initial_model(cfg: TrainConfig, data: TokenData) -> GPT2:
     """A new run's model: from scratch (seeded), or ``--init`` a pretrained one to fine-tune."""
     tokenizer = _data_tokenizer(data.meta)
     if cfg.init == "scratch":
-        config = GPT2Config(
-            vocab_size=data.meta["vocab_size"],
-            n_positions=cfg.block_size,
-            n_embd=cfg.n_embd,
-            n_layer=cfg.n_layer,
-            n_head=cfg.n_head,
-            dropout=cfg.dropout,
-        )
-        model = GPT2(config, tokenizer)
+        model = GPT2(cfg.model_config(data.meta["vocab_size"]), tokenizer)
         model.init_weights(seed=cfg.seed)
         return model
     pretrained = load(cfg.init)

@@ -10,7 +10,7 @@ test can read the plotted data back and compare it with the library's values.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -152,6 +152,34 @@ def loss_curve(path: str | Path) -> Figure:
     ax.set_title("training and held-out loss")
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    plt.close(fig)
+    return fig
+
+
+def loss_curves(
+    curves: Mapping[str, Sequence[tuple[float, float]]],
+    *,
+    title: str = "held-out loss",
+    bold: Sequence[str] = (),
+) -> Figure:
+    """Several runs on one plot: held-out loss against tokens seen, a line per run (the runs of
+    recipes/ladder); the runs named in ``bold`` are drawn thicker."""
+    fig, ax = plt.subplots(figsize=_figsize(7, 4.5, stretch=True))
+    colours = plt.get_cmap("tab10")
+    for i, (name, points) in enumerate(curves.items()):
+        if not points:
+            continue
+        tokens, losses = zip(*points)
+        width = _thick(2.6 if name in bold else 1.2)
+        ax.plot(tokens, losses, "o-", color=colours(i % 10), lw=width, ms=3, label=name)
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x / 1e6:g}M" if x else "0"))
+    ax.set_xlabel("tokens seen")
+    ax.set_ylabel("held-out loss (nats/token)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(fontsize="small", ncol=2)
     fig.tight_layout()
     plt.close(fig)
     return fig
