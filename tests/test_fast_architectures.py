@@ -181,13 +181,29 @@ def test_gradients_flow_through_the_fast_path(changes):
         assert torch.allclose(fast_grad, step_grad, atol=1e-5)
 
 
+@torch.no_grad()
+def test_a_torch_without_rms_norm_or_enable_gqa_gets_the_same_logits(monkeypatch):
+    """torch < 2.4 has no F.rms_norm, < 2.5 no enable_gqa: the fallbacks compute the same."""
+    model = random_model(LLAMA)
+    ids = torch.tensor([PROMPTS[0]])
+    expected = model(ids)
+    monkeypatch.setattr(fast, "SDPA_GROUPS", False)
+    monkeypatch.delattr(fast.F, "rms_norm")
+    model.fast_state.weights = None  # remake the kernels, with the other norm
+    assert (model(ids) - expected).abs().max() <= 1e-5
+
+
 # --- int8 and bfloat16 ---------------------------------------------------------------------------
-@pytest.mark.parametrize("name", ["llama", "gpt1", "transformer-2017"])
+# Errors are measured against the largest |logit| of the float32 model (2.5 to 10 here). Measured
+# on these models: int8 fast vs int8 steps up to 2.3% of it, int8 vs float32 up to 3.3%,
+# bfloat16 fast vs float32 up to 3.2% (the bfloat16 steps err as much).
+@pytest.mark.parametrize("name", list(SWITCHES))
 @torch.no_grad()
 def test_int8_covers_every_matrix_and_stays_close(name):
     model = random_model(SWITCHES[name])
     ids = torch.tensor([PROMPTS[0]])
     exact = model(ids)
+    scale = exact.abs().max()
     model.quantize("int8")
     rounded = [n for n, p in model.named_parameters() if quantize.output_axis(n, p) is not None]
     for p_name in rounded:  # every matrix holds its rounding: rounding again changes nothing
@@ -196,33 +212,32 @@ def test_int8_covers_every_matrix_and_stays_close(name):
         assert torch.equal(quantize.dequantize_matrix(*quantize.quantize_matrix(p, axis)), p)
     matrices = {n for n, p in model.named_parameters() if p.dim() == 2}
     assert set(rounded) == matrices - {"transformer.wpe.weight"}  # added, not multiplied
+    fast_logits, step_logits = both_paths(model, lambda m: m(ids))
+    # The int8 kernel multiplies in bfloat16; the steps in float32 with the same rounded weights.
+    assert (fast_logits - step_logits).abs().max() <= 0.04 * scale
+    assert (fast_logits - exact).abs().max() <= 0.05 * scale
+    kernels = fast.fast_weights(model)
+    assert isinstance(kernels.unembed, fast.Int8)
+    mlp_in = kernels.layers[0].mlp_in
+    if isinstance(mlp_in, fast.SwiGLUIn):  # gate and up in one int8 kernel [C, 2F]
+        assert mlp_in.up is None and isinstance(mlp_in.gate, fast.Int8)
+        assert model.transformer.h[0].mlp.c_gate.weight.shape == (48, 88)
     if name == "llama":
         assert {"lm_head.weight", "transformer.h.0.mlp.c_gate.weight"} <= set(rounded)
         assert quantize.output_axis("lm_head.weight", model.lm_head.weight) == 0
-    mlp = model.transformer.h[0].mlp
-    fast_logits, step_logits = both_paths(model, lambda m: m(ids))
-    # The int8 kernel multiplies in bfloat16; the steps in float32 with the same rounded weights.
-    assert (fast_logits - step_logits).abs().max() < 0.05
-    assert (fast_logits - exact).abs().max() < 0.1
-    kernels = fast.fast_weights(model)
-    assert isinstance(kernels.unembed, fast.Int8)
-    if mlp.c_gate is not None:  # gate and up in one int8 kernel [C, 2F]
-        assert isinstance(kernels.layers[0].mlp_in.gate, fast.Int8)
 
 
-@pytest.mark.parametrize("name", ["llama", "gpt1", "transformer-2017"])
+@pytest.mark.parametrize("name", list(SWITCHES))
 @torch.no_grad()
 def test_bfloat16_runs_and_stays_close(name):
-    reference = random_model(SWITCHES[name])
+    exact = random_model(SWITCHES[name])(torch.tensor([PROMPTS[0]]))
     model = random_model(SWITCHES[name], dtype=torch.bfloat16)
-    ids = torch.tensor([PROMPTS[0]])
-    exact = reference(ids)
-    fast_logits, step_logits = both_paths(model, lambda m: m(ids).float())
+    fast_logits, step_logits = both_paths(model, lambda m: m(torch.tensor([PROMPTS[0]])).float())
     fast_err, step_err = (fast_logits - exact).abs().max(), (step_logits - exact).abs().max()
-    assert fast_err <= 2 * step_err + 0.05
-    assert fast_err < 0.15
-    fast_ids, step_ids = both_paths(model, lambda m: m.generate(PROMPTS, 8, greedy=True))
-    assert len(fast_ids[0]) == len(step_ids[0]) == 8
+    assert fast_err <= 0.05 * exact.abs().max()
+    assert fast_err <= 1.5 * step_err + 0.02
+    fast_ids, step_ids = both_paths(model, lambda m: m.generate(PROMPTS, 6, greedy=True))
+    assert [len(row) for row in fast_ids] == [len(row) for row in step_ids] == [6, 6]
 
 
 # --- CUDA: the recorded decoding step (skipped without a GPU) -----------------------------------
