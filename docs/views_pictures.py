@@ -1,11 +1,14 @@
-"""Draw the pictures of docs/views.md: every interactive view on the bundled model, and the web
-app showing them.
+"""Draw the pictures of docs/views.md: every interactive view on the bundled model, the web
+app showing them, and a notebook showing them.
 
     python docs/views_pictures.py [folder]        # default: docs/images/views
 
 Each view's picture is its own PNG export (``View.save``), drawn in Chromium by Playwright, so
 the docs show what a notebook shows, as it first appears (no hover). The web app's pictures are
-screenshots of ``gpt2lab serve``'s page, opened from a link that holds the state.
+screenshots of ``gpt2lab serve``'s page, opened from a link that holds the state. The
+notebook's is a screenshot of a small notebook, executed in a Jupyter kernel (nbclient) and
+drawn as Jupyter draws it: each code cell, then its output, the view's own HTML and script.
+Nothing is fetched from the network.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import socket
 import sys
 import threading
 import time
+from html import escape
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -84,15 +88,101 @@ def web_pictures(model: gpt2lab.GPT2, folder: Path) -> list[Path]:
             page.hover('[data-cell="attention-lines"] text.query[data-i="4"]')
             paths.append(folder / "web_attention.png")
             cell.screenshot(path=paths[-1])
+            shown = {
+                "web_text": {"cell": "colored-text", "color": "head", "head": 3},
+                "web_saliency": {"cell": "saliency", "target": " fast"},
+            }
+            for name, more in shown.items():
+                page.goto(url + urlencode({**state, **more}))
+                cell = page.locator(f'[data-cell="{more["cell"]}"]')
+                cell.locator(".gpt2lab-view[data-ready]").wait_for()
+                cell.locator('g.token[data-i="4"]').first.hover()
+                paths.append(folder / f"{name}.png")
+                cell.screenshot(path=paths[-1])
             browser.close()
     finally:
         server.should_exit = True
     return paths
 
 
+# The notebook of the picture: what a reader types to see attention as lines.
+NOTEBOOK = [
+    "from gpt2lab.trace import run_with_cache\nfrom gpt2lab.viz import views\nimport gpt2lab\n\n"
+    f'tiny = gpt2lab.load("tiny")\ntrace = run_with_cache(tiny, {PROMPT!r})',
+    "views.attention_lines(trace, layer=1)",
+    "views.neuron_text(trace, 2, 7)",
+]
+# Jupyter's look, in short: a prompt column, code on grey, outputs below.
+NOTEBOOK_CSS = """
+body { font-family: system-ui, sans-serif; margin: 16px 24px; width: 900px; background: #fff; }
+.cell { display: grid; grid-template-columns: 64px 1fr; margin: 6px 0; }
+.prompt { font: 13px monospace; color: #303f9f; padding-top: 6px; }
+.prompt.out { color: #d84315; }
+pre { margin: 0; padding: 6px 8px; background: #f5f5f5; border: 1px solid #e0e0e0;
+      border-radius: 2px; font-size: 13px; }
+"""
+
+
+def run_notebook(cells: list[str]):  # -> nbformat.NotebookNode
+    """A notebook of ``cells``, executed in a fresh Python kernel (as Run All does)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = nbformat.v4.new_notebook()
+    notebook.cells = [nbformat.v4.new_code_cell(code) for code in cells]
+    NotebookClient(notebook, kernel_name="python3", timeout=120).execute()
+    return notebook
+
+
+def notebook_page(notebook) -> str:
+    """The executed notebook as a page, as Jupyter shows it: each cell's code, then its HTML
+    output (a view's <div> and inline script) or its text."""
+    parts = []
+    for cell in notebook.cells:
+        n = cell.execution_count
+        parts.append(
+            f'<div class="cell"><div class="prompt">In [{n}]:</div>'
+            f"<pre>{escape(cell.source)}</pre></div>"
+        )
+        for output in cell.outputs:
+            data = output.get("data", {})
+            if "text/html" in data:
+                shown = data["text/html"]
+            elif "text/plain" in data or "text" in output:
+                shown = f"<pre>{escape(data.get('text/plain', output.get('text', '')))}</pre>"
+            else:
+                continue
+            parts.append(
+                f'<div class="cell"><div class="prompt out">Out[{n}]:</div><div>{shown}</div></div>'
+            )
+    return (
+        '<!DOCTYPE html><html><head><meta charset="utf-8"><link rel="icon" href="data:,">'
+        f"<style>{NOTEBOOK_CSS}</style></head><body>{''.join(parts)}</body></html>"
+    )
+
+
+def notebook_pictures(folder: Path) -> list[Path]:
+    """A screenshot of the views in an executed notebook."""
+    from playwright.sync_api import sync_playwright
+
+    page_html = notebook_page(run_notebook(NOTEBOOK))
+    path = folder / "notebook_views.png"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 960, "height": 600})
+        page.route("**/*", lambda route: route.abort())  # nothing from the network
+        page.set_content(page_html)
+        page.wait_for_function("document.querySelectorAll('.gpt2lab-view[data-ready]').length == 2")
+        page.hover('text.query[data-i="4"]')
+        page.screenshot(path=path, full_page=True)
+        browser.close()
+    return [path]
+
+
 if __name__ == "__main__":
     out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images/views")
     out.mkdir(parents=True, exist_ok=True)
     tiny = gpt2lab.load("tiny")
-    for path in [*view_pictures(tiny, out), *web_pictures(tiny, out)]:
-        print(path)
+    made = [*view_pictures(tiny, out), *web_pictures(tiny, out), *notebook_pictures(out)]
+    for path in made:
+        print(path, f"{path.stat().st_size // 1000} kB")

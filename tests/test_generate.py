@@ -7,7 +7,7 @@ import torch
 
 import gpt2lab
 from gpt2lab.errors import ContextLengthError, UsageError
-from gpt2lab.generate import SamplingSettings, top_k_filter, top_p_filter
+from gpt2lab.generate import SamplingSettings, stop_tokens, top_k_filter, top_p_filter
 
 PROMPT = "Mike is quick. He moves"
 
@@ -161,6 +161,23 @@ def test_stop_in_a_batch_only_ends_that_row(eos_model, pair):
     _, model = pair
     assert eos_model.generate([PROMPT, "Hi"], 4) == [[], []]
     assert len(model.generate([PROMPT, "Hi"], 4, stop_at_eos=False)[1]) == 4
+
+
+def test_stops_at_the_configs_end_tokens(pair):
+    """Llama 3's files name their end tokens in eos_token_id (one or several): generation stops
+    at any of them; an id past the vocabulary (GPT-2's 50256 kept by a small model) is ignored."""
+    _, model = pair
+    free = model.generate([PROMPT, "Hi"], 6, greedy=True, stop_at_eos=False)
+    ends = (free[0][2], free[1][4])
+    kept = [row[: next(i for i, t in enumerate(row) if t in ends)] for row in free]
+    config = model.config
+    model.config = config.replace(eos_token_id=(ends[0], 10**6, ends[1]))
+    try:
+        assert stop_tokens(model)[-2:] == list(ends)
+        assert model.generate([PROMPT, "Hi"], 6, greedy=True) == kept
+        assert list(model.generate(PROMPT, 6, greedy=True, stream=True)) == kept[0]
+    finally:
+        model.config = config
 
 
 def test_context_overflow_is_refused_or_truncated(pair):

@@ -213,6 +213,29 @@ def test_model_map(show, tiny, trace):
     assert "not in this view" in page.locator(".panel").text_content()  # only block 1 has values
 
 
+@pytest.mark.parametrize("kind", ["llama", "gpt1"])
+def test_model_map_follows_the_architecture(show, kind):
+    """RMSNorm is named so; a post-norm block draws each norm after its sublayer, and a model
+    with no final norm has no band for one."""
+    from gpt2lab.config import GPT2Config
+    from gpt2lab.hooks import steps
+
+    switches = {
+        "llama": {"positions": "rope", "norm": "rmsnorm", "activation": "swiglu", "n_kv_head": 1},
+        "gpt1": {"norm_position": "post", "final_norm": False},
+    }[kind]
+    config = GPT2Config(vocab_size=64, n_positions=16, n_embd=16, n_layer=2, n_head=2, **switches)
+    page = show(views.model_map(config))
+    assert page.locator("g.step").count() == len(steps(config))
+    bands = page.locator("svg text").all_text_contents()
+    if kind == "llama":
+        assert "RMSNorm 1" in bands and "final RMSNorm" in bands and "layer norm 1" not in bands
+        assert page.locator('g.step[data-step="blocks.0.attn.hook_rot_q"]').count() == 1
+    else:
+        assert not any(t.startswith("final") for t in bands)
+        assert bands.index("attention") < bands.index("layer norm 1") < bands.index("MLP")
+
+
 @pytest.mark.slow
 def test_the_report_with_its_interactive_views(browser, tiny, tmp_path):
     from gpt2lab.inspection import inspect_prompt

@@ -131,7 +131,7 @@ def test_walk_to_the_next_token_then_ablate_a_head(page, server, tiny, tmp_path)
     # Walk the cells in order, one "Next cell" at a time, up to the next token.
     keys = page.eval_on_selector_all("section.cell", "cells => cells.map(c => c.dataset.cell)")
     assert keys[:4] == ["tokens", "ids", "hook_embed", "hook_pos_embed"]
-    assert keys[-4:] == ["lens", "sampling", "next", "edit"]
+    assert keys[-5:] == ["lens", "saliency", "sampling", "next", "edit"]
     for key in keys[1 : keys.index("next") + 1]:
         page.click("#next-cell")
         assert cell(page, key).is_visible()
@@ -274,8 +274,10 @@ def test_run_to_lands_on_its_cell(page, server, key):
     keys = open_prompt(page, server, "Mike is quick. He moves on and on.")
     run_to(page, keys, key)
     # The cells above grow from "computing…" to tables after the first scroll: the page scrolls
-    # again once they are drawn, so the chosen cell ends at the top, below the sticky header.
-    margin = cell(page, key).evaluate("el => parseFloat(getComputedStyle(el).scrollMarginTop)")
+    # again once they are drawn, so the chosen cell ends at the top, below the sticky header
+    # (the page's scroll padding).
+    padding = "getComputedStyle(document.documentElement).scrollPaddingTop"
+    margin = page.evaluate(f"parseFloat({padding})")
     page.wait_for_function(
         "([key, margin]) => Math.abs(document.querySelector(`[data-cell='${key}']`)"
         ".getBoundingClientRect().top - margin) < 2",

@@ -24,7 +24,8 @@ from test_web_browser import (
 from gpt2lab.errors import UsageError
 from gpt2lab.sae import active_features, feature_report, load_sae, steer
 from gpt2lab.web.app import create_app
-from gpt2lab.web.lab import DASHBOARD_CONTEXT, Lab
+from gpt2lab.web.lab import Lab
+from gpt2lab.web.sae_lab import DASHBOARD_CONTEXT
 
 PROMPT = "Tom has a dog. The dog"
 DOG_FEATURE = 89  # of the bundled tiny-sae: fires on " dog" (docs/sae.md)
@@ -92,7 +93,7 @@ def test_a_dashboard_shows_the_features_top_context(sae_client, tiny, sae):
     assert answer.status_code == 200, answer.text
     body = answer.json()
     report = feature_report(
-        tiny, sae, lab.dashboard_tokens("tiny"), DOG_FEATURE, context=DASHBOARD_CONTEXT
+        tiny, sae, lab.sae_lab.dashboard_tokens("tiny"), DOG_FEATURE, context=DASHBOARD_CONTEXT
     )
     assert body["fraction_active"] == report.fraction_active
     assert body["max_activation"] == report.max_activation

@@ -232,15 +232,6 @@ class GPT2Config:
             found.append("tie_word_embeddings=False (a separate output layer)")
         return found
 
-    def check_supported(self) -> None:
-        """Refuse, in one line naming them, the switches the weight loader does not read yet
-        (gpt2lab.weights.hf calls it; the model itself runs every switch). It goes when loading
-        reads every family."""
-        found = self.changes_from_gpt2()
-        if found:
-            verb = "is" if len(found) == 1 else "are"
-            raise UsageError(f"config: {', '.join(found)} {verb} not implemented yet")
-
     # --- Hugging Face config.json -------------------------------------------------------------
     @property
     def hf_model_type(self) -> str:

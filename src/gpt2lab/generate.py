@@ -243,6 +243,17 @@ def _fit_context(
     )
 
 
+def stop_tokens(model: GPT2) -> list[int]:
+    """The ids that end a text: the tokenizer's ``<|endoftext|>`` (GPT-2) and the config's
+    ``eos_token_id`` (one or several, as Llama 3's files give them), where they are in the
+    vocabulary: a model trained with its own tokenizer keeps GPT-2's 50256 in its config."""
+    ids = [] if model.tokenizer is None else [model.tokenizer.special_tokens.get("<|endoftext|>")]
+    eos = model.config.eos_token_id
+    ids += [eos] if isinstance(eos, int) else list(eos or ())
+    vocab = model.config.vocab_size
+    return list(dict.fromkeys(i for i in ids if i is not None and 0 <= i < vocab))
+
+
 # --- the loop ---------------------------------------------------------------------------------
 @torch.no_grad()
 def _decode_steps(
@@ -250,12 +261,13 @@ def _decode_steps(
     prompts: list[list[int]],
     max_new_tokens: int,
     settings: SamplingSettings,
-    stop_id: int | None,
+    stop_ids: list[int],
     hooks: Hooks | None = None,
 ) -> Iterator[Tensor]:
     """Yield the next token of every row [B], one step at a time, using a KV cache.
 
-    Rows that already stopped keep yielding ``stop_id``; the loop ends when all have stopped.
+    Rows that already stopped keep yielding the first of ``stop_ids``; the loop ends when all
+    have stopped.
     """
     device = model.device
     B, L = len(prompts), max(map(len, prompts))
@@ -287,11 +299,12 @@ def _decode_steps(
         logits = model.unembed(x[:, -1:], hooks)[:, -1]
         next_pos = positions[:, -1:] + 1
         stopped = torch.zeros(B, dtype=torch.bool, device=device)
+        stops = torch.tensor(stop_ids, dtype=torch.long, device=device)
         for step in range(max_new_tokens):
             token = settings.sample(logits, generator)
-            if stop_id is not None:
-                token = token.masked_fill(stopped, stop_id)
-                stopped |= token == stop_id
+            if stop_ids:
+                token = token.masked_fill(stopped, stop_ids[0])
+                stopped |= torch.isin(token, stops)
             yield token
             if bool(stopped.all()) or step == max_new_tokens - 1:
                 return
@@ -324,8 +337,9 @@ def generate(
     """Continue a prompt; return the new token ids.
 
     ``prompt``: text, a list of ids, or a list of several prompts (a batch -> a list of lists).
-    Generation stops after ``max_new_tokens`` or, with ``stop_at_eos``, when the model emits
-    ``<|endoftext|>`` (which is not returned). ``seed`` makes sampling reproducible.
+    Generation stops after ``max_new_tokens`` or, with ``stop_at_eos``, when the model emits an
+    end token (``stop_tokens``: ``<|endoftext|>``, or Llama's ``eos_token_id``), which is not
+    returned. ``seed`` makes sampling reproducible.
     ``stream=True`` (one prompt) returns an iterator that yields each id as it is chosen.
     ``edits`` (see gpt2lab.trace: steering vectors, ablations) apply at every step; with the KV
     cache each step computes only its new position, so an edit sees [B, 1, ...] values then.
@@ -353,23 +367,21 @@ def generate(
     prompts = [_fit_context(prompt_ids(model, p), max_new_tokens, n_ctx, truncate) for p in batch]
     if stream and not single:
         raise UsageError("stream=True takes a single prompt")
-    stop_id = None
-    if stop_at_eos and model.tokenizer is not None:
-        stop_id = model.tokenizer.special_tokens.get("<|endoftext|>")
+    stop_ids = stop_tokens(model) if stop_at_eos else []
 
     def rows() -> Iterator[Tensor]:
         if max_new_tokens == 0:
             return
         with eval_mode(model):
-            yield from _decode_steps(model, prompts, max_new_tokens, settings, stop_id, hooks)
+            yield from _decode_steps(model, prompts, max_new_tokens, settings, stop_ids, hooks)
 
     if stream:
-        return (int(t[0]) for t in rows() if int(t[0]) != stop_id)
+        return (int(t[0]) for t in rows() if int(t[0]) not in stop_ids)
     outputs: list[list[int]] = [[] for _ in prompts]
     done = [False] * len(prompts)
     for token in rows():
         for row, t in enumerate(token.tolist()):
-            if done[row] or t == stop_id:
+            if done[row] or t in stop_ids:
                 done[row] = True
             else:
                 outputs[row].append(t)

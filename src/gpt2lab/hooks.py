@@ -17,6 +17,9 @@ mask (``attn.hook_unmasked_scores``), ``hook_logits`` and ``hook_probs``.
 
 ``STEPS`` lists them in the order the forward pass computes them, with a shape and a formula;
 ``gpt2lab steps`` prints that table, and ``head_axis`` reads a step's head axis from it.
+``steps(config)`` is the same list for any config (gpt2lab.config's switches): RMSNorm's
+``hook_scale``/``hook_normalized``/``hook_out``, RoPE's ``attn.hook_rot_q``/``hook_rot_k``,
+k and v [B, T, K, D] with grouped-query attention, SwiGLU's ``mlp.hook_pre_linear``.
 ``get_act_name`` turns TransformerLens's short names (``"pattern", 0``) into full ones.
 
 A ``Hooks`` object maps names (or filters of names) to functions; the model calls

@@ -56,6 +56,7 @@ BUNDLED_DIR = Path(__file__).parent / "data" / "tokenizer"
 # (vocabulary, merges) file names: OpenAI's release and Hugging Face's copy of the same files.
 FILE_PAIRS = (("encoder.json", "vocab.bpe"), ("vocab.json", "merges.txt"))
 TOKENIZER_JSON = "tokenizer.json"  # Hugging Face tokenizers' single file
+END_OF_WORD = "</w>"  # GPT-1's BPE marks the last piece of a word; byte-level BPE never does
 
 Backend = Literal["auto", "python", "tiktoken"]
 _NEVER = float("inf")  # rank of a pair that is not in the merge list
@@ -305,6 +306,11 @@ class Tokenizer:
             ) from None
         if not isinstance(encoder, dict) or not all(isinstance(i, int) for i in encoder.values()):
             raise TokenizerError(f"{vocab_path} is not a JSON object of token -> id")
+        if any(token.endswith(END_OF_WORD) for token in encoder):
+            raise TokenizerError(
+                f"{vocab_path} is GPT-1's BPE (lower-cased words ending in {END_OF_WORD}), not "
+                f"byte-level BPE; {SUPPORTED}, or GPT-2's vocab.json + merges.txt"
+            )
         merges = []
         for n, line in enumerate(lines, 1):
             if not line or line.startswith("#version"):

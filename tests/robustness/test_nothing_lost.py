@@ -275,6 +275,7 @@ def _kill_while_writing(proc: subprocess.Popen, run: Path, rng: random.Random) -
     return False
 
 
+@pytest.mark.slow  # five runs killed and resumed; tests/test_train.py kills one in the default run
 def test_sigkill_at_random_moments_then_resume(data_dir, tmp_path):
     seed = int(os.environ.get("GPT2LAB_KILL_SEED", random.randrange(2**32)))
     rng = random.Random(seed)

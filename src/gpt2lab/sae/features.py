@@ -33,6 +33,7 @@ def _decode(tokenizer: Tokenizer | None, ids: list[int]) -> list[str]:
 
 
 # --- what a feature writes ----------------------------------------------------------------------
+@torch.no_grad()  # the norm's gain is a parameter: no graph for a read-out
 def logit_effects(model: GPT2, sae: SAE, feature: int) -> Tensor:
     """How adding feature i's direction to the residual stream moves each token's logit [V].
 

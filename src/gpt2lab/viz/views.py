@@ -466,6 +466,8 @@ def model_map(
         "n_head": config.n_head,
         "n_embd": config.n_embd,
         "vocab_size": config.vocab_size,
+        "norm": "RMSNorm" if config.norm == "rmsnorm" else "layer norm",
+        "post_norm": config.norm_position == "post",
     }
     data = {
         "model": model,

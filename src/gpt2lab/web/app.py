@@ -14,7 +14,8 @@ Each endpoint checks its request and calls the library functions a notebook user
     POST /api/sampling   one sampling step, stage by stage, and the text with its token appended
     POST /api/edit       the next-token probabilities without and with the edits
     POST /api/view       the data of an interactive view (model map, attention lines, every
-                         head), drawn by the views' JavaScript, served at /views
+                         head, text coloured by an activation, saliency), drawn by the views'
+                         JavaScript, served at /views
     POST /api/generate   the continuation, streamed as Server-Sent Events
     POST /api/sae/features  an SAE's most active features at each position of the prompt
     POST /api/sae/feature   one SAE feature's dashboard (the library's self-contained HTML)
@@ -29,8 +30,9 @@ them: a slow request never holds up the others. A generation holds its slot from
 token to its last (or until its client goes away).
 
 The request models and their limits are in gpt2lab.web.schemas, the work behind each endpoint in
-gpt2lab.web.lab (``Lab``); this module only routes requests to it. Their public names stay
-importable from here.
+gpt2lab.web.lab (``Lab``), which hands the SAE endpoints to gpt2lab.web.sae_lab and the
+workbook's to gpt2lab.web.workbook; this module only routes requests to them. Their public
+names stay importable from here.
 """
 
 from __future__ import annotations
@@ -251,19 +253,19 @@ def create_app(
 
     @app.post("/api/sae/features")
     async def sae_features(req: SaeFeaturesRequest) -> dict:
-        return await lab.work(lab.sae_features, req)
+        return await lab.work(lab.sae_lab.features, req)
 
     @app.post("/api/sae/feature")
     async def sae_feature(req: SaeFeatureRequest) -> dict:
-        return await lab.work(lab.sae_feature, req)
+        return await lab.work(lab.sae_lab.feature, req)
 
     @app.post("/api/spreadsheet/plan")
     async def spreadsheet_plan(req: SpreadsheetRequest) -> dict:
-        return await lab.work(lab.spreadsheet_plan, req)
+        return await lab.work(lab.workbooks.plan_json, req)
 
     @app.post("/api/spreadsheet")
     async def spreadsheet(req: SpreadsheetRequest) -> Response:
-        data = await lab.work(lab.spreadsheet, req)
+        data = await lab.work(lab.workbooks.write, req)
         name = "".join(c if c.isalnum() else "-" for c in req.model)
         headers = {"Content-Disposition": f'attachment; filename="gpt2lab-{name}.xlsx"'}
         return Response(data, media_type=XLSX, headers=headers)

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import functools
 import json
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
@@ -20,28 +19,26 @@ from typing import TypeVar
 
 import anyio
 import anyio.to_thread
-import numpy as np
 import torch
 from fastapi import HTTPException
 from torch import Tensor
 
-from .. import spreadsheet
+from ..config import GPT2Config
 from ..errors import GPT2LabError, UsageError, check_index
 from ..generate import explain_sampling, prompt_ids
 from ..hooks import DERIVED, describe, head_axis, head_index, layer_of, step_axes, step_names
 from ..inspection import step_table
 from ..lens import logit_lens
 from ..model import GPT2
-from ..prompts import tokenizer_of
-from ..sae import SAE, active_features, feature_report
-from ..sae.autoencoder import check_model
+from ..prompts import token_id, tokenizer_of
+from ..sae import SAE
+from ..saliency import saliency
 from ..tokenizer import Tokenizer
 from ..trace import Trace
-from ..train.data import bundled_text
 from ..viz import views
-from ..viz.html import feature_html
 from ..viz.web_json import json_numbers, step_json
 from .edits import check_finite, library_edits
+from .sae_lab import SaeLab, sae_json
 from .schemas import (
     CHARS_PER_TOKEN,
     MAX_BODY_BYTES,
@@ -51,23 +48,16 @@ from .schemas import (
     GenerateRequest,
     LensRequest,
     RunRequest,
-    SaeFeatureRequest,
-    SaeFeaturesRequest,
     SamplingRequest,
     SetValue,
-    SpreadsheetRequest,
     StepRequest,
     TokenizeRequest,
     TraceRequest,
     ViewRequest,
 )
+from .workbook import Workbooks
 
 T = TypeVar("T")
-# A feature's dashboard reads this much of a bundled text (no TinyStories excerpt ships in the
-# package), in windows of DASHBOARD_CONTEXT tokens: small enough to answer within a request.
-DASHBOARD_TEXT = "shakespeare"
-DASHBOARD_CHARS = 6_000
-DASHBOARD_CONTEXT = 32
 
 
 class TraceCache:
@@ -99,11 +89,12 @@ class TraceCache:
         return sum(trace.nbytes for trace in self._traces.values())
 
 
-def kept_steps(layer: int) -> list[str]:
-    """What a trace keeps: the embeddings, every block's residual stream (the logit lens reads
-    it), every step of block ``layer``, the final layer norm, the logits and probabilities."""
-    steps = ["hook_embed", "hook_pos_embed", "blocks.*.hook_resid_*", f"blocks.{layer}.*"]
-    return [*steps, "ln_final.*", "hook_logits", "hook_probs"]
+def kept_steps(layer: int, config: GPT2Config | None = None) -> list[str]:
+    """What a trace keeps: the embeddings (hook_pos_embed where the model has one), every
+    block's residual stream (the logit lens reads it), every step of block ``layer``, the final
+    norm (where ``config`` has one), the logits and probabilities."""
+    steps = ["hook_*", "blocks.*.hook_resid_*", f"blocks.{layer}.*"]
+    return steps + (["ln_final.*"] if config is None or config.final_norm else [])
 
 
 def partial_tokens(tokenizer: Tokenizer) -> dict[int, str]:
@@ -153,10 +144,8 @@ class Lab:
         max_workbook_bytes: int = 50 * 10**6,
     ) -> None:
         self.models = models
-        self.saes = dict(saes or {})
-        self.sae_models = {name: sae_owners(models, name, sae) for name, sae in self.saes.items()}
-        self._dashboard_tokens: dict[str, np.ndarray] = {}
-        self.max_workbook_bytes = max_workbook_bytes
+        self.sae_lab = SaeLab(models, saes or {}, self.model, self.ids)
+        self.workbooks = Workbooks(self.model, self.ids, max_workbook_bytes)
         self.max_prompt_tokens = max_prompt_tokens
         self.max_prompt_chars = min(MAX_PROMPT_CHARS, CHARS_PER_TOKEN * max_prompt_tokens)
         self.max_new_tokens = max_new_tokens
@@ -199,17 +188,6 @@ class Lab:
             )
         return self.models[name]
 
-    def sae(self, model_name: str, name: str) -> SAE:
-        """SAE ``name``, if this server has it for model ``model_name``; else 404."""
-        if model_name not in self.sae_models.get(name, []):
-            have = [n for n, owners in self.sae_models.items() if model_name in owners]
-            raise HTTPException(
-                404,
-                f"unknown SAE {name!r} for model {model_name!r}: this server has "
-                f"{', '.join(map(repr, have)) or 'none'} for it (gpt2lab serve --sae NAME)",
-            )
-        return self.saes[name]
-
     def ids(self, model: GPT2, text: str) -> list[int]:
         if len(text) > self.max_prompt_chars:
             raise UsageError(
@@ -239,7 +217,7 @@ class Lab:
         def run() -> Trace:
             ids = self.ids(model, req.prompt)
             edits = self.edits(req.model, ids, req.edits)
-            trace = model.run_with_cache(ids, names or kept_steps(layer), edits=edits)
+            trace = model.run_with_cache(ids, names or kept_steps(layer, model.config), edits=edits)
             check_finite(trace.logits, req.edits)
             return trace
 
@@ -250,7 +228,11 @@ class Lab:
         """The library's edits for a request's specs on model ``name``."""
         model = self.models[name]
         return library_edits(
-            model, ids, specs, functools.partial(self.ids, model), functools.partial(self.sae, name)
+            model,
+            ids,
+            specs,
+            functools.partial(self.ids, model),
+            functools.partial(self.sae_lab.sae, name),
         )
 
     def partial_tokens(self, name: str) -> dict[int, str]:
@@ -270,9 +252,8 @@ class Lab:
                     "steps": [vars(step) for step in step_table(model.config)],
                     "partial_tokens": self.partial_tokens(name),
                     "saes": [
-                        sae_json(sae_name, self.saes[sae_name])
-                        for sae_name, owners in self.sae_models.items()
-                        if name in owners
+                        sae_json(sae_name, self.sae_lab.saes[sae_name])
+                        for sae_name in self.sae_lab.names(name)
                     ],
                 }
                 for name, model in self.models.items()
@@ -375,11 +356,52 @@ class Lab:
         if req.view == "map":
             model, trace = self.trace(req)
             return views.model_map(model, trace, layer=req.layer, name=req.model).data
+        if req.view == "text":
+            return self.colored_text(req).data
+        if req.view == "saliency":
+            return self.saliency_data(req)
         _, trace = self.trace(req, names="blocks.*.attn.hook_pattern")
         if req.view == "attention":
             # The page's block only: the header's menu chooses another.
             return views.attention_lines(trace, layer=req.layer, layers=[req.layer]).data
         return views.attention_heads(trace).data
+
+    def colored_text(self, req: ViewRequest) -> views.View:
+        """The prompt coloured by one activation (``req.color``, see ``ViewRequest``)."""
+        if req.color == "feature":
+            if req.sae is None:
+                raise UsageError("colouring by an SAE feature needs the SAE's name (sae)")
+            sae = self.sae_lab.sae(req.model, req.sae)
+            check_index("feature", req.feature, sae.cfg.d_sae)
+            _, trace = self.trace(req, names=sae.hook_name)
+            with torch.no_grad():
+                f = sae.encode(trace[sae.hook_name][0].float())  # [T, d_sae]
+            label = f"{req.sae} feature {req.feature}"
+            return views.colored_text(trace.tokens(0), f[:, req.feature].cpu(), label)
+        model, trace = self.trace(req)
+        if req.color == "neuron":
+            return views.neuron_text(trace, req.layer, req.neuron)
+        if req.color == "head":
+            return views.head_norm_text(model, trace, req.layer, req.head)
+        if req.token is None:
+            raise UsageError("colouring by a direction needs a token (token), e.g. ' fast'")
+        direction = model.transformer.wte.weight[token_id(model, req.token)]
+        name = f"blocks.{req.layer}.hook_resid_post"
+        label = f"block {req.layer} resid_post · W_E[{req.token!r}]"
+        return views.direction_text(trace, name, direction, label=label)
+
+    def saliency_data(self, req: ViewRequest) -> dict:
+        """``saliency`` of each token for ``req.target`` (default: the most likely token) at
+        ``req.position`` (default: the last), on the model without the edits: the library's
+        saliency reads the plain model."""
+        model, trace = self.trace(req.model_copy(update={"edits": []}))
+        ids = trace.ids[0].tolist()
+        position = len(ids) - 1 if req.position is None else req.position
+        check_index("position", position, len(ids))
+        # By default, the model's own choice there.
+        target: int | str = req.target or int(trace.logits[0, position].argmax())
+        result = saliency(model, ids, target, position=position)
+        return views.saliency_view(result).data | {"edits_left_out": len(req.edits)}
 
     def sampling(self, req: SamplingRequest) -> dict:
         model, trace = self.trace(req)
@@ -391,40 +413,6 @@ class Lab:
             "ids": ids,
             "text": tok.decode(ids),
         }
-
-    def workbook_plan(self, req: SpreadsheetRequest) -> spreadsheet.WorkbookPlan:
-        """The plan of the prompt's workbook, refused (UsageError) past Excel's limits or past
-        this server's ``max_workbook_bytes``."""
-        model = self.model(req.model)
-        plan = spreadsheet.plan_workbook(model, self.ids(model, req.prompt))
-        plan.check()
-        if plan.estimated_bytes > self.max_workbook_bytes:
-            raise UsageError(
-                f"the workbook would be about {plan.estimated_bytes / 1e6:,.1f} MB; this server "
-                f"writes at most {self.max_workbook_bytes / 1e6:,.1f} MB (a shorter prompt or a "
-                "smaller model fits, or gpt2lab spreadsheet on your own machine)"
-            )
-        return plan
-
-    def spreadsheet_plan(self, req: SpreadsheetRequest) -> dict:
-        plan = self.workbook_plan(req)
-        return {
-            "sheets": len(plan.sheets),
-            "numbers": plan.numbers,
-            "formulas": plan.formulas,
-            "estimated_bytes": plan.estimated_bytes,
-            "summary": plan.summary(),
-        }
-
-    def spreadsheet(self, req: SpreadsheetRequest) -> bytes:
-        """The .xlsx file's bytes (written to a temporary folder, read back, removed)."""
-        self.workbook_plan(req)  # refused before any writing
-        model = self.model(req.model)
-        with tempfile.TemporaryDirectory(prefix="gpt2lab-workbook-") as folder:
-            path = f"{folder}/workbook.xlsx"
-            spreadsheet.write_workbook(model, self.ids(model, req.prompt), path)
-            with open(path, "rb") as f:
-                return f.read()
 
     def edit(self, req: RunRequest) -> dict:
         """The ``k`` most likely next tokens without the edits and with them (the union of
@@ -444,45 +432,6 @@ class Lab:
         ]
         rows.sort(key=lambda row: -max(row["before"], row["after"]))
         return {"rows": rows}
-
-    def sae_features(self, req: SaeFeaturesRequest) -> dict:
-        """``active_features``: the ``k`` strongest features at each position of the prompt."""
-        model = self.model(req.model)
-        sae = self.sae(req.model, req.sae)
-        ids = self.ids(model, req.prompt)
-        rows = active_features(model, sae, ids, req.k)
-        return {
-            "sae": sae_json(req.sae, sae),
-            "positions": [
-                {"token": token, "features": [{"feature": i, "activation": a} for i, a in top]}
-                for token, top in rows
-            ],
-        }
-
-    def sae_feature(self, req: SaeFeatureRequest) -> dict:
-        """``feature_report`` on the start of the bundled text, drawn as the library's
-        self-contained HTML dashboard."""
-        model = self.model(req.model)
-        sae = self.sae(req.model, req.sae)
-        check_index("feature", req.feature, sae.cfg.d_sae)
-        report = feature_report(
-            model, sae, self.dashboard_tokens(req.model), req.feature, context=DASHBOARD_CONTEXT
-        )
-        return {
-            "feature": req.feature,
-            "contexts_from": f"the first {DASHBOARD_CHARS:,} characters of {DASHBOARD_TEXT}.txt",
-            "fraction_active": report.fraction_active,
-            "max_activation": report.max_activation,
-            "html": feature_html(report),
-        }
-
-    def dashboard_tokens(self, name: str) -> np.ndarray:
-        """The ids of the dashboards' text for model ``name``, tokenized once."""
-        if name not in self._dashboard_tokens:
-            text = bundled_text(DASHBOARD_TEXT).read_text(encoding="utf-8")[:DASHBOARD_CHARS]
-            ids = prompt_ids(self.models[name], text)
-            self._dashboard_tokens[name] = np.array(ids, dtype=np.int64)
-        return self._dashboard_tokens[name]
 
     def start_generation(self, req: GenerateRequest) -> Iterator[str]:
         model = self.model(req.model)
@@ -520,35 +469,6 @@ class Lab:
                 yield _sse("error", {"detail": f"generation failed: {error}"})
                 return
             yield _sse("done", {})
-
-
-def sae_owners(models: dict[str, GPT2], name: str, sae: SAE) -> list[str]:
-    """The served models whose step ``sae`` reads (as wide as its d_in); refused if none."""
-    owners, problems = [], []
-    for model_name, model in models.items():
-        try:
-            check_model(model, sae)
-        except GPT2LabError as error:
-            problems.append(f"{model_name}: {error}")
-        else:
-            owners.append(model_name)
-    if not owners:
-        raise UsageError(
-            f"SAE {name!r} belongs to none of the served models ({'; '.join(problems)})"
-        )
-    return owners
-
-
-def sae_json(name: str, sae: SAE) -> dict:
-    cfg = sae.cfg
-    return {
-        "name": name,
-        "hook_name": cfg.hook_name,
-        "d_in": cfg.d_in,
-        "d_sae": cfg.d_sae,
-        "activation": cfg.activation,
-        "k": cfg.k,
-    }
 
 
 def _sse(event: str, data: dict) -> str:

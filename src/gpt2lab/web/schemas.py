@@ -158,9 +158,24 @@ class StepRequest(TraceRequest):
 
 class ViewRequest(TraceRequest):
     """The data of an interactive view (gpt2lab.viz.views): the model ``map`` (with block
-    ``layer``'s values), ``attention`` lines or every ``heads``' pattern."""
+    ``layer``'s values), ``attention`` lines, every ``heads``' pattern, the prompt as ``text``
+    coloured by an activation, or the ``saliency`` of its tokens.
 
-    view: Literal["map", "attention", "heads"]
+    ``text`` colours by (``color``): an MLP ``neuron`` of block ``layer``; the output norm of
+    ``head`` of block ``layer``; the residual stream after block ``layer`` along the embedding
+    of ``token`` (a ``direction``); or ``feature`` of SAE ``sae`` (at the SAE's own step).
+    ``saliency`` scores each token for ``target`` (default: the most likely token) read at
+    ``position`` (default: the last), by gradient x input and by ablation."""
+
+    view: Literal["map", "attention", "heads", "text", "saliency"]
+    color: Literal["neuron", "head", "direction", "feature"] = "neuron"
+    neuron: NonNegativeInt = 0
+    head: NonNegativeInt = 0
+    token: str | None = Field(None, min_length=1, max_length=100)
+    sae: str | None = Field(None, min_length=1, max_length=200)
+    feature: NonNegativeInt = 0
+    target: str | None = Field(None, min_length=1, max_length=100)
+    position: NonNegativeInt | None = None
 
 
 class LensRequest(TraceRequest):

@@ -7,14 +7,16 @@ format, checks every tensor's name and shape, and builds the model without a ran
 from __future__ import annotations
 
 import difflib
+import warnings
 from pathlib import Path
 
 import torch
 
 from ..config import GPT2Config
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, ModelNotFoundError, TokenizerError
 from ..model import GPT2
-from ..tokenizer import Tokenizer, get_tokenizer
+from ..tokenizer import FILE_PAIRS, SUPPORTED, TOKENIZER_JSON, Tokenizer, get_tokenizer
+from .families import TIED_OUTPUT, NameTable, from_hf, table_for, to_hf, with_base
 from .hf import (
     GPT2_HUB_IDS,
     download,
@@ -27,60 +29,67 @@ from .hf import (
 from .openai_tf import is_tf_checkpoint, load_tf_checkpoint
 
 BUNDLED_MODELS = Path(__file__).resolve().parents[1] / "models"  # gpt2lab.load("tiny")
+SENTENCEPIECE = "tokenizer.model"  # Llama 2's, Mistral's... tokenizer (gpt2lab cannot read it)
 RUN_POINTER = "latest"  # a training run folder names its newest checkpoint in this file
 
-# Buffers some GPT-2 files carry that are not weights (the causal mask) and the tied output layer.
+# Buffers some GPT-2 files carry that are not weights (the causal mask).
 _IGNORED_SUFFIXES = (".attn.bias", ".attn.masked_bias")
-_TIED = "lm_head.weight"
+# GPT-2's (and our) names of the token and position embeddings, and the prefix of block tensors
+_GPT2_NAMES = ("transformer.wte.weight", "transformer.wpe.weight", "transformer.h.")
 
 
-def _check_sizes(state: dict[str, torch.Tensor], config: GPT2Config) -> None:
+def _check_sizes(
+    state: dict[str, torch.Tensor], config: GPT2Config, names: tuple[str, str, str] = _GPT2_NAMES
+) -> None:
     """Check the config's sizes against the file's embeddings and block count before building
     even a meta model from it. A config.json could otherwise say ``n_layer: 1000000000`` (all
     memory goes to Python objects) or ``n_embd: 2**62`` (torch's size arithmetic overflows).
-    Once these agree with real tensors, every size is bounded by the file's."""
+    Once these agree with real tensors, every size is bounded by the file's.
+
+    ``names``: the file's names of the token and position embeddings and its block prefix.
+    """
+    wte, wpe, block_prefix = names
     for name, shape in (
-        ("transformer.wte.weight", [config.vocab_size, config.n_embd]),
-        ("transformer.wpe.weight", [config.n_positions, config.n_embd]),
+        (wte, [config.vocab_size, config.n_embd]),
+        (wpe, [config.n_positions, config.n_embd]),
     ):
         if name in state and list(state[name].shape) != shape:
             raise CheckpointError(
                 f"tensor {name} has shape {list(state[name].shape)}, the config needs {shape}"
             )
     # Fewer blocks than the file holds is cheap to build; the full check reports it.
-    blocks = {n.split(".")[2] for n in state if n.startswith("transformer.h.") and n.count(".") > 2}
+    depth = block_prefix.count(".")
+    blocks = {
+        n.split(".")[depth] for n in state if n.startswith(block_prefix) and n.count(".") > depth
+    }
     if config.n_layer > len(blocks):
         raise CheckpointError(
-            f"the weights do not fit a GPT-2 with this config: missing blocks {len(blocks)} to "
-            f"{config.n_layer - 1} (the config says n_layer={config.n_layer}, the weights hold "
-            f"{len(blocks)} blocks)"
+            f"the weights do not fit a {_family(config)} with this config: missing blocks "
+            f"{len(blocks)} to {config.n_layer - 1} (the config says n_layer={config.n_layer}, the "
+            f"weights hold {len(blocks)} blocks)"
         )
 
 
-def normalize_state_dict(
-    state: dict[str, torch.Tensor], config: GPT2Config
-) -> dict[str, torch.Tensor]:
-    """Bring a GPT-2 state dict to gpt2lab's names (= HF GPT2LMHeadModel's) and check it.
+def _family(config: GPT2Config) -> str:
+    """The model's kind in messages: GPT-2, or the Hugging Face model type it is saved as."""
+    return "GPT-2" if config.hf_model_type == "gpt2" else f"{config.hf_model_type} model"
 
-    Accepts keys with or without the ``transformer.`` prefix; drops mask buffers; checks the
-    output layer is tied to the token embedding (GPT-2 always ties them).
-    """
-    out: dict[str, torch.Tensor] = {}
-    for name, tensor in state.items():
-        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
-            raise CheckpointError(f"the weights are not a mapping of name -> tensor ({name!r})")
-        if name.endswith(_IGNORED_SUFFIXES) or name == _TIED:
-            continue
-        key = name if name.startswith("transformer.") else f"transformer.{name}"
-        out[key] = tensor
-    _check_sizes(out, config)
+
+def _meta_parameters(config: GPT2Config) -> dict[str, torch.Tensor]:
+    """The parameters of a model of this config, on the meta device: shapes only, no memory."""
     try:
         with torch.device("meta"):  # shapes only: no memory, no random init
-            expected = {name: p.shape for name, p in GPT2(config).named_parameters()}
+            return dict(GPT2(config).named_parameters())
     except (RuntimeError, ValueError, OverflowError) as e:  # sizes torch cannot even represent
         raise CheckpointError(f"the config describes a model that cannot be built: {e}") from None
-    missing = sorted(set(expected) - set(out))
-    unexpected = sorted(set(out) - set(expected))
+
+
+def _check_tensors(
+    state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor], config: GPT2Config
+) -> None:
+    """Every expected tensor present with its shape and a float dtype, and nothing else."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
     if missing or unexpected:
         parts = []
         if missing:
@@ -88,20 +97,68 @@ def normalize_state_dict(
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} (e.g. {', '.join(unexpected[:3])})")
         raise CheckpointError(
-            f"the weights do not fit a GPT-2 with this config: {'; '.join(parts)}"
+            f"the weights do not fit a {_family(config)} with this config: {'; '.join(parts)}"
         )
-    for name, shape in expected.items():
-        if out[name].shape != shape:
+    for name, want in expected.items():
+        if state[name].shape != want.shape:
             raise CheckpointError(
-                f"tensor {name} has shape {list(out[name].shape)}, the config needs {list(shape)}"
+                f"tensor {name} has shape {list(state[name].shape)}, the config needs "
+                f"{list(want.shape)}"
             )
-        if not out[name].is_floating_point():
-            raise CheckpointError(f"tensor {name} has dtype {out[name].dtype}, expected floats")
-    if _TIED in state and not torch.equal(state[_TIED], out["transformer.wte.weight"]):
+        if not state[name].is_floating_point():
+            raise CheckpointError(f"tensor {name} has dtype {state[name].dtype}, expected floats")
+
+
+def _check_tied(output: torch.Tensor, embedding: torch.Tensor) -> None:
+    """A tied model's file may still carry its output layer: it must be the embedding."""
+    if not torch.equal(output, embedding):
         raise CheckpointError(
-            "lm_head.weight differs from the token embedding; GPT-2 ties them, so this is not "
-            "a GPT-2 checkpoint"
+            f"{TIED_OUTPUT} differs from the token embedding, but the config ties them "
+            "(tie_word_embeddings), as GPT-2 always does"
         )
+
+
+def _from_family(
+    state: dict[str, torch.Tensor], config: GPT2Config, table: NameTable
+) -> dict[str, torch.Tensor]:
+    """A Llama, Qwen2 or GPT-1 file's tensors, checked in the file's own names (so an error
+    names the tensor as the file does), then renamed and laid out as ours."""
+    state = with_base(state, table)
+    hf = {v: k for k, v in table.top.items()}
+    wte = hf["transformer.wte.weight"]
+    if config.tie_word_embeddings and TIED_OUTPUT in state and wte in state:
+        _check_tied(state.pop(TIED_OUTPUT), state[wte])
+    _check_sizes(state, config, (wte, hf.get("transformer.wpe.weight", ""), table.block_prefix))
+    _check_tensors(state, to_hf(_meta_parameters(config), config), config)
+    return from_hf(state, config)
+
+
+def normalize_state_dict(
+    state: dict[str, torch.Tensor], config: GPT2Config
+) -> dict[str, torch.Tensor]:
+    """Bring a state dict to gpt2lab's names (= HF GPT2LMHeadModel's) and check it.
+
+    GPT-2 files: keys with or without the ``transformer.`` prefix; mask buffers dropped; a tied
+    output layer must equal the token embedding. Llama, Qwen2 and GPT-1 files (their config.json
+    says which) are renamed with their table in ``families``; files already in our names load
+    as they are (gpt2lab's own int8 files).
+    """
+    for name, tensor in state.items():
+        if not isinstance(name, str) or not isinstance(tensor, torch.Tensor):
+            raise CheckpointError(f"the weights are not a mapping of name -> tensor ({name!r})")
+    table = table_for(config)
+    if table is not None and _GPT2_NAMES[0] not in state:
+        state = _from_family(state, config, table)
+    out: dict[str, torch.Tensor] = {}
+    for name, tensor in state.items():
+        if name.endswith(_IGNORED_SUFFIXES) or (name == TIED_OUTPUT and config.tie_word_embeddings):
+            continue
+        prefixed = name.startswith("transformer.") or name == TIED_OUTPUT
+        out[name if prefixed else f"transformer.{name}"] = tensor
+    _check_sizes(out, config)
+    _check_tensors(out, _meta_parameters(config), config)
+    if config.tie_word_embeddings and TIED_OUTPUT in state:
+        _check_tied(state[TIED_OUTPUT], out["transformer.wte.weight"])
     for name, tensor in out.items():
         if not torch.isfinite(tensor).all():
             raise CheckpointError(f"tensor {name} contains NaN or infinite values")
@@ -127,9 +184,32 @@ def build_model(
 
 
 def _tokenizer_for(folder: Path, config: GPT2Config) -> Tokenizer | None:
-    if (folder / "vocab.json").is_file() or (folder / "encoder.json").is_file():
+    """The folder's tokenizer (tokenizer.json, vocab.json + merges.txt or encoder.json +
+    vocab.bpe), else GPT-2's bundled one for a GPT-2-sized vocabulary, else none.
+
+    A tokenizer gpt2lab cannot read is an error naming what it reads (SentencePiece: Llama 2,
+    Mistral...), except GPT-1's (lower-cased words ending in </w>, not byte-level): a GPT-1
+    model loads without one (token ids only), with a warning saying so.
+    """
+    names = [TOKENIZER_JSON, *(vocab for vocab, _ in FILE_PAIRS)]
+    if not any((folder / name).is_file() for name in names):
+        if (folder / SENTENCEPIECE).is_file():
+            raise TokenizerError(
+                f"{folder / SENTENCEPIECE} is a SentencePiece tokenizer, which gpt2lab cannot "
+                f"read; {SUPPORTED}, or vocab.json + merges.txt"
+            )
+        return get_tokenizer() if config.vocab_size == 50257 else None
+    try:
         return Tokenizer.from_folder(folder)
-    return get_tokenizer() if config.vocab_size == 50257 else None
+    except TokenizerError as e:
+        if config.hf_model_type != "openai-gpt":
+            raise
+        warnings.warn(
+            f"{e}; the model is loaded without a tokenizer (model.tokenizer is None: give it "
+            "token ids)",
+            stacklevel=3,
+        )
+        return None
 
 
 def run_checkpoint(run_dir: Path) -> Path | None:
@@ -224,11 +304,12 @@ def load(
     dtype: torch.dtype | None = None,
     quantize: str | None = None,
 ) -> GPT2:
-    """Load a GPT-2 with its tokenizer (``model.tokenizer``), in eval mode.
+    """Load a model with its tokenizer (``model.tokenizer``), in eval mode.
 
     ``name_or_path``: a Hugging Face model folder (config.json + model.safetensors or
-    pytorch_model.bin), an OpenAI TensorFlow checkpoint folder (model.ckpt.* + hparams.json),
-    or a Hugging Face Hub id such as ``gpt2`` or ``openai-community/gpt2-medium``.
+    pytorch_model.bin, sharded or not) of GPT-2, Llama, Qwen2 or GPT-1; an OpenAI TensorFlow
+    checkpoint folder (model.ckpt.* + hparams.json); or a Hugging Face Hub id such as ``gpt2``
+    or ``HuggingFaceTB/SmolLM2-135M`` (downloaded once into the Hugging Face cache).
     ``dtype``: of weights and activations (default float32). ``quantize="int8"``: round the
     weight matrices to int8 (see GPT2.quantize).
     """
@@ -244,7 +325,8 @@ def load(
 
 
 def save_pretrained(model: GPT2, path: str | Path) -> Path:
-    """Write ``model`` as a Hugging Face folder; ``transformers`` and ``gpt2lab.load`` read it."""
+    """Write ``model`` as a Hugging Face folder with its tokenizer; ``gpt2lab.load`` and the
+    ``transformers`` class of its family (``config.hf_model_type``) read it unchanged."""
     folder = Path(path)
     save_hf_folder(model.config, model.state_dict(), folder)
     if model.tokenizer is not None:

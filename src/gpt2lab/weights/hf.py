@@ -1,4 +1,4 @@
-"""Hugging Face GPT-2 folders: config.json + model.safetensors (or pytorch_model.bin), and the Hub.
+"""Hugging Face folders: config.json + model.safetensors (or pytorch_model.bin), and the Hub.
 
 Files are read without running code: safetensors holds raw tensors, and pickled
 ``pytorch_model.bin`` files are opened with ``torch.load(weights_only=True)``, which refuses
@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from ..config import GPT2Config
 from ..errors import CheckpointError, ModelNotFoundError, OutputError
 from ..quantize import dequantize_matrix, output_axis, quantize_matrix
+from .families import to_hf
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -28,7 +29,7 @@ WEIGHT_FILES = (
     "pytorch_model.bin",
     "pytorch_model.bin.index.json",
 )
-TOKENIZER_FILES = ("vocab.json", "merges.txt")
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json", "merges.txt")
 _GPT2_SIZES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
 
 
@@ -83,9 +84,7 @@ def read_config(path: Path) -> GPT2Config:
     if not 0.0 < eps < float("inf"):  # also refuses NaN and Infinity, which Python's json accepts
         raise CheckpointError(f"{path}: layer_norm_epsilon must be a positive number, got {eps!r}")
     try:
-        config = GPT2Config.from_hf_dict(d)
-        config.check_supported()  # before any weights are read
-        return config
+        return GPT2Config.from_hf_dict(d)
     except CheckpointError:
         raise
     except (TypeError, ValueError, OverflowError) as e:  # a safety net behind the checks above
@@ -195,10 +194,11 @@ def dequantize_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def save_hf_folder(
     config: GPT2Config, state: dict[str, torch.Tensor], folder: Path, *, int8: bool = False
 ) -> None:
-    """config.json + model.safetensors that transformers' GPT2LMHeadModel loads unchanged;
-    ``int8``: weight matrices as int8 + scales, a file only gpt2lab reads."""
-    if int8:
-        state = quantize_state(state)
+    """config.json + model.safetensors that transformers' class for the config loads unchanged
+    (GPT2LMHeadModel, LlamaForCausalLM, Qwen2ForCausalLM, OpenAIGPTLMHeadModel: each with its
+    own tensor names, see ``families``); ``int8``: weight matrices as int8 + scales under our
+    names, a file only gpt2lab reads."""
+    state = quantize_state(state) if int8 else to_hf(state, config)
     tensors = {name: t.detach().contiguous().cpu() for name, t in state.items()}
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -267,7 +267,8 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def download(repo_id: str, revision: str | None = None) -> Path:
-    """Fetch a GPT-2 model from the Hugging Face Hub into its standard cache; return the folder.
+    """Fetch a model (GPT-2, Llama, Qwen2, GPT-1) from the Hugging Face Hub into its standard
+    cache; return the folder.
 
     Files already in the cache (e.g. from ``transformers``) are reused; offline, only the cache
     is consulted.
@@ -312,7 +313,9 @@ def download(repo_id: str, revision: str | None = None) -> Path:
         if fetch_first(WEIGHT_FILES, cached=True) is None and (
             fetch_first(WEIGHT_FILES, cached=False) is None
         ):
-            raise ModelNotFoundError(f"the Hub repository {repo_id!r} holds no GPT-2 weights")
+            raise ModelNotFoundError(
+                f"the Hub repository {repo_id!r} holds no weights gpt2lab reads"
+            )
         for name in TOKENIZER_FILES:
             if fetch_first((name,), cached=True) is None:
                 with suppress(LocalEntryNotFoundError):  # offline: the bundled one will do

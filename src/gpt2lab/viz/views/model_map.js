@@ -24,7 +24,7 @@ import { MONO, blues, fmt, frame, htmlEl, ink, size, svgEl, svgText } from "./co
  *
  * @typedef {object} MapData
  * @property {{name: string, n_layer: number, n_head: number, n_embd: number,
- *   vocab_size: number}} model
+ *   vocab_size: number, norm: string, post_norm: boolean}} model
  * @property {MapStep[]} steps
  * @property {number} layer the block opened first
  * @property {string | null} here a full step name, or null
@@ -102,6 +102,7 @@ export function modelMap(data, container, options = {}) {
     /** @param {string} group */
     const stepsOf = (group) => data.steps.filter((s) => s.group === group);
     const outer = (/** @type {string} */ group, /** @type {string} */ text) => {
+      if (!stepsOf(group).length) return; // e.g. no final norm (GPT-1)
       band(text, group, 48);
       y += 14;
       boxes(stepsOf(group), 150);
@@ -109,7 +110,9 @@ export function modelMap(data, container, options = {}) {
     };
     outer("embeddings", "text → ids → embeddings");
     // The blocks: one button each; the opened one lists its steps by group.
-    const inner = ["resid", "ln1", "attn", "ln2", "mlp"];
+    // Post-norm blocks (GPT-1) normalize after each sum, so each norm follows its sublayer.
+    const inner = m.post_norm ? ["resid", "attn", "ln1", "mlp", "ln2"]
+      : ["resid", "ln1", "attn", "ln2", "mlp"];
     const rows = inner.length;
     svgEl("rect", {
       x: 8, y, width, height: 40 + rows * 34, rx: 6, fill: "white", stroke: "#999",
@@ -142,12 +145,13 @@ export function modelMap(data, container, options = {}) {
     for (const group of inner) {
       const fill = TINTS[group];
       svgEl("rect", { x: 16, y, width: width - 16, height: 32, rx: 4, fill }, diagram);
-      svgText(diagram, 24, y + 20, GROUPS[group], { "font-size": 12, fill: "#444" });
+      const label = GROUPS[group].replace("layer norm", m.norm);
+      svgText(diagram, 24, y + 20, label, { "font-size": 12, fill: "#444" });
       boxes(stepsOf(group), 130);
       y += 34;
     }
     y += 10;
-    outer("ln_final", "final layer norm");
+    outer("ln_final", `final ${m.norm}`);
     outer("unembed", "unembedding");
     outer("sampling", "sampling → next token");
     drawPanel(width + 24);

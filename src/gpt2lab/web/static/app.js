@@ -29,8 +29,17 @@ function fillLayers() {
     `${millions}M parameters`;
 }
 
+/** Keeps --bar, the sticky bar's height (it wraps on a narrow window), for scroll-padding. */
+function trackBar() {
+  const bar = $("#top");
+  const set = () => document.documentElement.style.setProperty("--bar", `${bar.offsetHeight}px`);
+  new ResizeObserver(set).observe(bar);
+  set();
+}
+
 /** Loads the models, then wires the bar; Run is on only once the models are known. */
 async function start() {
+  trackBar();
   state.intro = $("#cells .intro");
   for (const kind of ["wheel", "touchmove", "keydown"]) {
     window.addEventListener(kind, stopLanding, { passive: true });

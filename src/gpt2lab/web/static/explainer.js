@@ -1,12 +1,13 @@
 // @ts-check
 // The page as an explainer: the model map (gpt2lab.viz.views' modelMap) shows where the
 // notebook stands and goes to any step when clicked, and the address holds the state (model,
-// prompt, block, cell, edits), so that a link reopens the same view.
+// prompt, block, cell, edits, and what the view cells colour by), so that a link reopens the
+// same view.
 
 import { $, showError } from "./dom.js";
 import { run, showUpTo } from "./notebook.js";
 import { actions, state } from "./state.js";
-import { viewData, viewModule } from "./viewcells.js";
+import { VIEW_OPTIONS, cellOptions, viewData, viewModule } from "./viewcells.js";
 
 /** @type {{setHere: (name: string | null) => void, select: (name: string) => void} | null} */
 let map = null;
@@ -53,6 +54,9 @@ function remember() {
   });
   const cell = state.cells[Number($("#run-to").value)];
   if (cell) params.set("cell", cell.key);
+  for (const [name, value] of Object.entries(cell ? cellOptions(cell.key) : {})) {
+    params.set(name, value);
+  }
   if (request.edits.length) params.set("edits", JSON.stringify(request.edits));
   history.replaceState(null, "", `#${params}`);
 }
@@ -77,6 +81,11 @@ export async function restore() {
     showError(new Error("the address's edits are not valid JSON; they are left out"));
     state.edits = [];
   }
+  state.options = {};
+  for (const name of VIEW_OPTIONS) {
+    const value = params.get(name);
+    if (value !== null) state.options[name] = value;
+  }
   await run(false);
   const cell = params.get("cell");
   if (cell) await go(cell);
@@ -93,3 +102,4 @@ actions.landed = (/** @type {string} */ key) => {
   remember();
 };
 actions.go = go;
+actions.chose = remember;

@@ -8,7 +8,9 @@ import { renderEdit, updateEditsBar } from "./edits.js";
 import { renderStep } from "./grid.js";
 import { renderLens, renderNext, renderSampling } from "./outputs.js";
 import { EMPTY_PROMPT, actions, state, tokenText } from "./state.js";
-import { renderAttentionLines as renderLines, renderHeads } from "./viewcells.js";
+import {
+  renderAttentionLines as renderLines, renderColoredText, renderHeads, renderSaliency,
+} from "./viewcells.js";
 
 /** @typedef {import("./types.js").Run} Run */
 /** @typedef {import("./types.js").RunAnswer} RunAnswer */
@@ -51,6 +53,11 @@ function cellList(run) {
         { key: "every-head", group, title: "Every head of every block", render: renderHeads },
       );
     }
+    if (step.name.endsWith("mlp.hook_post")) {
+      const group = groupOf(step.name);
+      const title = "The text coloured by an activation";
+      cells.push({ key: "colored-text", group, title, render: renderColoredText });
+    }
   }
   cells.push(
     {
@@ -58,6 +65,12 @@ function cellList(run) {
       group: output,
       title: "Logit lens: the next token if the model stopped early",
       render: renderLens,
+    },
+    {
+      key: "saliency",
+      group: output,
+      title: "Saliency: which tokens made an output likely",
+      render: renderSaliency,
     },
     {
       key: "sampling",

@@ -30,7 +30,7 @@ export const EMPTY_PROMPT = "The prompt is empty: type some text, then press Run
  * @type {{
  *   models: Record<string, ModelInfo>, limits: Limits, run: Run | null, cells: Cell[],
  *   shown: number, edits: Edit[], sampled: Promise<SamplingAnswer> | null, busy: number,
- *   intro: Element | null,
+ *   intro: Element | null, options: Record<string, string>,
  * }}
  */
 export const state = {
@@ -43,16 +43,17 @@ export const state = {
   sampled: null, // promise of the /api/sampling answer for the shown run
   busy: 0,
   intro: null, // the paragraph the empty page shows
+  options: {}, // what the view cells colour by and explain (viewcells.js), as the address has it
 };
 
 /**
  * What the cells ask the notebook to do. The notebook fills it in when it loads, so that the
  * cells' modules need not import the notebook, which imports them.
  * The explainer (explainer.js) adds its own: ``ran`` after a run, ``landed`` on a cell,
- * ``go`` to a step's cell.
+ * ``go`` to a step's cell, ``chose`` after a view cell's options change.
  * @type {{
  *   run: (keepCells: boolean) => Promise<void>, ran: () => void,
- *   landed: (key: string) => void, go: (key: string) => Promise<void>,
+ *   landed: (key: string) => void, go: (key: string) => Promise<void>, chose: () => void,
  * }}
  */
 export const actions = {
@@ -60,6 +61,7 @@ export const actions = {
   ran: () => {},
   landed: () => {},
   go: async () => {},
+  chose: () => {},
 };
 
 /** The config of the model chosen in the bar. */
