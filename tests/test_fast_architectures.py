@@ -227,6 +227,22 @@ def test_int8_covers_every_matrix_and_stays_close(name):
         assert quantize.output_axis("lm_head.weight", model.lm_head.weight) == 0
 
 
+def test_an_int8_file_of_a_llama_style_model_loads_as_its_rounding(tmp_path):
+    """lm_head is rounded per token row, as the model rounds it, and c_gate per column."""
+    from safetensors.torch import load_file
+
+    from gpt2lab.weights.hf import dequantize_state, save_hf_folder
+
+    model = random_model(LLAMA)
+    save_hf_folder(model.config, model.state_dict(), tmp_path, int8=True)
+    stored = load_file(tmp_path / "model.safetensors")
+    assert stored["lm_head.weight.scale"].shape == (97, 1)
+    assert stored["transformer.h.0.mlp.c_gate.weight.scale"].shape == (1, 88)
+    loaded = dequantize_state(stored)
+    for name, value in model.quantize("int8").state_dict().items():
+        assert torch.equal(loaded[name], value), name
+
+
 @pytest.mark.parametrize("name", list(SWITCHES))
 @torch.no_grad()
 def test_bfloat16_runs_and_stays_close(name):

@@ -11,9 +11,11 @@ GPT2Config has its fused form, chosen once per model in ``fast_weights``):
 - RoPE rotates q and k together, with the (cos, sin) that GPT2.rope_angles computed once for
   the whole forward pass; sinusoidal positions are added in ``GPT2.embed``, before this path.
 - Grouped-query attention keeps K key/value heads in the cache, and SDPA serves each group of
-  query heads from its shared head (``enable_gqa``) without copying them.
+  query heads from its shared head (``enable_gqa``) without copying them (faster: see
+  docs/benchmarks.md).
 - SwiGLU's gate and up projections are one matmul [C, 2F] where the kernel makes its own copy
-  of the weights anyway (prepacked, int8), and two matmuls of the parameters otherwise.
+  of the weights anyway (prepacked, int8), and two matmuls of the parameters otherwise: one
+  matmul is faster, but a float32 or GPU copy of both matrices would double their memory.
 - A missing bias is skipped; an untied output layer is read from ``lm_head``.
 
 scaled_dot_product_attention never stores the [T, S] pattern (flash attention on CPU and GPU),
@@ -32,8 +34,8 @@ its kernel reads fastest (``kernel_for``):
 Prepacked and int8 copies are made on first use and remade when a parameter changes (PyTorch
 counts in-place writes in ``tensor._version``). On a GPU, generation records one decoding step
 as a CUDA graph (``StaticDecoder``) and replays it for every token. Both are kept in the
-model's ``fast_state`` (``FastState``). ``model.fast_path = False``
-turns this path off; tests/test_fast.py holds it equal to the named-step path.
+model's ``fast_state`` (``FastState``). ``model.fast_path = False`` turns this path off;
+tests/test_fast.py and tests/test_fast_architectures.py hold it equal to the named-step path.
 """
 
 from __future__ import annotations
@@ -289,7 +291,8 @@ def fast_weights(model: GPT2) -> FastWeights:
 # --- the forward pass -------------------------------------------------------------------------
 def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """RoPE on the first R dims of each head: x·cos + rotate_half(x)·sin (Hugging Face's
-    rotate-half pairs (i, i + R/2)); the other dims pass unchanged.
+    rotate-half pairs (i, i + R/2)); the other dims pass unchanged. model.apply_rope's math, on
+    q and k together in the fast path's [B, heads, T, D] layout.
     x [B, n, T, D], cos and sin [B, 1, T, R] -> [B, n, T, D]"""
     R = cos.shape[-1]
     x_rot = x[..., :R]
