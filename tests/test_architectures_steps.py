@@ -294,14 +294,6 @@ def test_steps_follow_the_switches():
     assert get_act_name("pre_linear", 0) == "blocks.0.mlp.hook_pre_linear"
 
 
-def test_fast_path_is_used_only_where_it_applies():
-    from gpt2lab import fast
-
-    assert fast.supports(CONFIGS["gpt2"])
-    assert not any(fast.supports(c) for n, c in CONFIGS.items() if n != "gpt2")
-    assert not build(LLAMA).uses_fast_path(None)
-
-
 @pytest.mark.parametrize("name", list(PRESETS))
 def test_parameter_counts_equal_the_built_model(name):
     config = PRESETS[name]

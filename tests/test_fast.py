@@ -144,7 +144,7 @@ def test_int8_model_fast_path_matches_its_steps():
     # The int8 kernel multiplies in bfloat16; the steps in float32 with the same rounded weights.
     assert (fast_logits - step_logits).abs().max() < 0.25
     assert torch.equal(fast_logits[0, -1].topk(3).indices, step_logits[0, -1].topk(3).indices)
-    assert isinstance(fast.fast_weights(model).layers[0].c_fc, fast.Int8)
+    assert isinstance(fast.fast_weights(model).layers[0].mlp_in.c_fc, fast.Int8)
 
 
 def test_quantize_rejects_unknown_methods(tiny):

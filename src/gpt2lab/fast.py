@@ -1,9 +1,22 @@
 """The fast path: model.py's forward pass, fused for inference, used whenever no step is traced.
 
-Same math as the named steps, in fewer and bigger kernels:
+Same math as the named steps, in fewer and bigger kernels (shown for GPT-2; every switch of
+GPT2Config has its fused form, chosen once per model in ``fast_weights``):
 
     x ─F.layer_norm─▶ one matmul for q,k,v ─▶ scaled_dot_product_attention ─▶ matmul (+x)
       ─F.layer_norm─▶ matmul ─F.gelu(tanh)─▶ matmul (+x)
+
+- RMSNorm is F.rms_norm; post-norm (GPT-1) normalizes after each residual add instead of before;
+  without a final norm the unembedding reads the residual stream as it is.
+- RoPE rotates q and k together, with the (cos, sin) that GPT2.rope_angles computed once for
+  the whole forward pass; sinusoidal positions are added in ``GPT2.embed``, before this path.
+- Grouped-query attention keeps K key/value heads in the cache, and SDPA serves each group of
+  query heads from its shared head (``enable_gqa``) without copying them (faster: see
+  docs/benchmarks.md).
+- SwiGLU's gate and up projections are one matmul [C, 2F] where the kernel makes its own copy
+  of the weights anyway (prepacked, int8), and two matmuls of the parameters otherwise: one
+  matmul is faster, but a float32 or GPU copy of both matrices would double their memory.
+- A missing bias is skipped; an untied output layer is read from ``lm_head``.
 
 scaled_dot_product_attention never stores the [T, S] pattern (flash attention on CPU and GPU),
 and keys/values go into the model's preallocated KVCache. Each weight matrix is read in the form
@@ -21,8 +34,8 @@ its kernel reads fastest (``kernel_for``):
 Prepacked and int8 copies are made on first use and remade when a parameter changes (PyTorch
 counts in-place writes in ``tensor._version``). On a GPU, generation records one decoding step
 as a CUDA graph (``StaticDecoder``) and replays it for every token. Both are kept in the
-model's ``fast_state`` (``FastState``). ``model.fast_path = False``
-turns this path off; tests/test_fast.py holds it equal to the named-step path.
+model's ``fast_state`` (``FastState``). ``model.fast_path = False`` turns this path off;
+tests/test_fast.py and tests/test_fast_architectures.py hold it equal to the named-step path.
 """
 
 from __future__ import annotations
@@ -47,28 +60,9 @@ from .quantize import quantize_model as quantize_model
 
 if TYPE_CHECKING:
     from .config import GPT2Config
-    from .model import GPT2, Linear, Norm
+    from .model import GPT2, MLP, Linear
 
 Kernel = Callable[[Tensor], Tensor]  # [N, in] -> [N, out]
-
-
-def supports(config: GPT2Config) -> bool:
-    """Whether this path computes ``config``'s model: GPT-2's architecture (learned positions,
-    pre-LayerNorm with a final norm, tanh GELU, multi-head attention, every bias, tied output).
-    Other configs run the named steps (``GPT2.uses_fast_path``)."""
-    c = config
-    return (
-        c.positions == "learned"
-        and c.norm == "layernorm"
-        and c.norm_position == "pre"
-        and c.final_norm
-        and c.activation == "gelu_tanh"
-        and c.n_key_value_heads == c.n_head
-        and c.qkv_bias
-        and c.attn_out_bias
-        and c.mlp_bias
-        and c.tie_word_embeddings
-    )
 
 
 # --- kernels ----------------------------------------------------------------------------------
@@ -134,28 +128,81 @@ def _prepacking_works(dtype: torch.dtype) -> bool:
     return dtype == torch.float16 and bool(mkldnn._is_mkldnn_fp16_supported())
 
 
-def kernel_for(weight: Tensor, bias: Tensor | None, quantized: str | None) -> Kernel:
-    """The fastest kernel for y = x @ W + b, W [in, out] (see the module docstring)."""
+def kernel_kind(weight: Tensor, quantized: str | None) -> type[Dense | Prepacked | Int8]:
+    """Which kernel reads W [in, out] fastest (see the module docstring); all but Dense keep a
+    copy of the weights of their own."""
     on_cpu = weight.device.type == "cpu"
     if quantized == "int8" and on_cpu:
-        return Int8(weight, bias)
+        return Int8
     if (
         on_cpu
         and weight.dtype in (torch.bfloat16, torch.float16)
         and _prepacking_works(weight.dtype)
     ):
-        return Prepacked(weight, bias)
-    return Dense(weight, bias)
+        return Prepacked
+    return Dense
+
+
+def kernel_for(weight: Tensor, bias: Tensor | None, quantized: str | None) -> Kernel:
+    """The fastest kernel for y = x @ W + b, W [in, out] (see the module docstring)."""
+    return kernel_kind(weight, quantized)(weight, bias)
 
 
 # --- the model's weights, in kernel form ------------------------------------------------------
+NormWeights = tuple[Tensor, Tensor | None]  # gain g, bias b (None for RMSNorm)
+Norm = Callable[[Tensor, NormWeights], Tensor]  # [N, C] -> [N, C]
+
+
+def norm_for(config: GPT2Config) -> Norm:
+    """The fused norm of ``config``: F.layer_norm, or RMSNorm x / sqrt(mean(x²) + ε) · g."""
+    eps = config.layer_norm_epsilon
+    if config.norm == "layernorm":
+        return lambda x, w: F.layer_norm(x, w[0].shape, w[0], w[1], eps)
+    if hasattr(F, "rms_norm"):  # torch >= 2.4
+        return lambda x, w: F.rms_norm(x, w[0].shape, w[0], eps)
+    return lambda x, w: x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w[0]
+
+
+ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "gelu": F.gelu,
+    "relu": F.relu,
+}
+
+
+class MLPIn:
+    """mlp_post = act(x @ W_in + b_in): the MLP up to its output projection. [N, C] -> [N, F]"""
+
+    def __init__(self, c_fc: Kernel, activation: Callable[[Tensor], Tensor]) -> None:
+        self.c_fc, self.activation = c_fc, activation
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.activation(self.c_fc(x))
+
+
+class SwiGLUIn:
+    """mlp_post = silu(x @ W_gate) · (x @ W_in). [N, C] -> [N, F]
+
+    ``up`` None: ``gate`` is one kernel of [W_gate | W_in] ([C, 2F]), one matmul for both.
+    """
+
+    def __init__(self, gate: Kernel, up: Kernel | None = None) -> None:
+        self.gate, self.up = gate, up
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if self.up is not None:
+            return F.silu(self.gate(x)) * self.up(x)
+        gate, up = self.gate(x).chunk(2, dim=-1)
+        return F.silu(gate) * up
+
+
 @dataclass
 class LayerKernels:
-    ln_1: tuple[Tensor, Tensor]
+    ln_1: NormWeights
     c_attn: Kernel
     attn_proj: Kernel
-    ln_2: tuple[Tensor, Tensor]
-    c_fc: Kernel
+    ln_2: NormWeights
+    mlp_in: MLPIn | SwiGLUIn
     mlp_proj: Kernel
 
 
@@ -163,7 +210,8 @@ class LayerKernels:
 class FastWeights:
     key: tuple
     layers: list[LayerKernels]
-    ln_f: tuple[Tensor, Tensor]
+    norm: Norm
+    ln_f: NormWeights | None  # None without a final norm
     unembed: Kernel
 
 
@@ -187,6 +235,10 @@ def _key(model: GPT2, packed: bool) -> tuple:
     return (packed, model.quantized, versions)
 
 
+def _detached(t: Tensor | None) -> Tensor | None:
+    return None if t is None else t.detach()
+
+
 def fast_weights(model: GPT2) -> FastWeights:
     """The model's weights as kernels, made once and remade after any parameter changes.
 
@@ -198,38 +250,57 @@ def fast_weights(model: GPT2) -> FastWeights:
     if cached is not None and cached.key == key:
         return cached
 
-    def make(linear: Linear) -> Kernel:
+    def kernel(weight: Tensor, bias: Tensor | None) -> Kernel:
+        """The kernel of x @ W + b, W [in, out]."""
         if not packed:
-            return Dense(linear.weight, linear.bias)
-        bias = None if linear.bias is None else linear.bias.detach()
-        return kernel_for(linear.weight.detach(), bias, model.quantized)
+            return Dense(weight, bias)
+        return kernel_for(weight.detach(), _detached(bias), model.quantized)
 
-    def affine(norm: Norm | None) -> tuple[Tensor, Tensor]:
-        assert norm is not None and norm.bias is not None, "LayerNorm only (see supports)"
-        return norm.weight, norm.bias
+    def make(linear: Linear) -> Kernel:
+        return kernel(linear.weight, linear.bias)
+
+    def mlp_in(mlp: MLP) -> MLPIn | SwiGLUIn:
+        if model.config.activation != "swiglu":
+            return MLPIn(make(mlp.c_fc), ACTIVATIONS[model.config.activation])
+        assert mlp.c_gate is not None  # swiglu has a gate
+        if not packed or kernel_kind(mlp.c_gate.weight, model.quantized) is Dense:
+            return SwiGLUIn(make(mlp.c_gate), make(mlp.c_fc))  # no copies: keep them apart
+        gate_bias, up_bias = mlp.c_gate.bias, mlp.c_fc.bias
+        bias = None if gate_bias is None or up_bias is None else torch.cat([gate_bias, up_bias])
+        return SwiGLUIn(kernel(torch.cat([mlp.c_gate.weight, mlp.c_fc.weight], dim=1), bias))
 
     t = model.transformer
     layers = [
         LayerKernels(
-            ln_1=affine(b.ln_1),
+            ln_1=(b.ln_1.weight, b.ln_1.bias),
             c_attn=make(b.attn.c_attn),
             attn_proj=make(b.attn.c_proj),
-            ln_2=affine(b.ln_2),
-            c_fc=make(b.mlp.c_fc),
+            ln_2=(b.ln_2.weight, b.ln_2.bias),
+            mlp_in=mlp_in(b.mlp),
             mlp_proj=make(b.mlp.c_proj),
         )
         for b in t.h
     ]
-    wte = t.wte.weight
-    unembed: Kernel = Dense(wte.t(), None)
-    if packed:
-        unembed = kernel_for(wte.detach().t(), None, model.quantized)
-    weights = FastWeights(key, layers, affine(t.ln_f), unembed)
+    ln_f = None if t.ln_f is None else (t.ln_f.weight, t.ln_f.bias)
+    unembed = kernel(model.output_weight.t(), None)  # [V, C]: wte, or lm_head when untied
+    weights = FastWeights(key, layers, norm_for(model.config), ln_f, unembed)
     model.fast_state.weights = weights
     return weights
 
 
 # --- the forward pass -------------------------------------------------------------------------
+def rotate(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """RoPE on the first R dims of each head: x·cos + rotate_half(x)·sin (Hugging Face's
+    rotate-half pairs (i, i + R/2)); the other dims pass unchanged. model.apply_rope's math, on
+    q and k together in the fast path's [B, heads, T, D] layout.
+    x [B, n, T, D], cos and sin [B, 1, T, R] -> [B, n, T, D]"""
+    R = cos.shape[-1]
+    x_rot = x[..., :R]
+    x1, x2 = x_rot.chunk(2, dim=-1)
+    rotated = x_rot * cos + torch.cat((-x2, x1), dim=-1) * sin
+    return rotated if x.shape[-1] == R else torch.cat((rotated, x[..., R:]), dim=-1)
+
+
 def run_blocks(
     model: GPT2,
     x: Tensor,
@@ -246,12 +317,11 @@ def run_blocks(
     [1] holds; attention then reads all ``cache.max_len`` slots, hiding those after ``slot`` and
     the padding (``attention_mask``, [B, max_len], is required then): no shape depends on the
     length.
-    ``rope``: RoPE's (cos, sin) of these positions (``GPT2.rope_angles``); None for the configs
-    ``supports`` accepts, which have learned positions.
+    ``rope``: (cos, sin) [B, T, rotary_dim] of these positions (GPT2.rope_angles), for RoPE.
     """
     config = model.config
     B, T, C = x.shape
-    H, D, eps = config.n_head, config.head_dim, config.layer_norm_epsilon
+    H, K, D = config.n_head, config.n_key_value_heads, config.head_dim
     n_past = cache.length if cache is not None else 0
     # The common cases need no mask tensor: a fresh causal prompt, or one new token seeing all.
     is_causal = attention_mask is None and n_past == 0 and T > 1 and slot is None
@@ -264,28 +334,58 @@ def run_blocks(
         mask = mask.masked_fill_(~allowed, float("-inf"))[:, None, None]  # [B, 1, 1, max_len]
     elif not is_causal and (attention_mask is not None or T > 1):
         mask = causal_mask(T, n_past, attention_mask, x.device)
+    cos_sin = None if rope is None else (rope[0][:, None], rope[1][:, None])  # [B, 1, T, R]
     weights = fast_weights(model)
+    norm, pre = weights.norm, config.norm_position == "pre"
     h = x.reshape(B * T, C)
     for layer, w in enumerate(weights.layers):
-        qkv = w.c_attn(F.layer_norm(h, (C,), *w.ln_1, eps)).view(B, T, 3, H, D)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # [B, H, T, D] each
+        qkv = w.c_attn(norm(h, w.ln_1) if pre else h).view(B, T, H + 2 * K, D).transpose(1, 2)
+        qk, v = qkv.split([H + K, K], dim=1)  # [B, H + K, T, D], [B, K, T, D]
+        if cos_sin is not None:
+            qk = rotate(qk, *cos_sin)
+        q, k = qk.split([H, K], dim=1)
         if slot is not None:
             assert cache is not None  # checked above; narrows the type
             k, v = cache.write_at(layer, k, v, slot)
         elif cache is not None:
             k, v = cache.update(layer, k, v)
-        z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+        z = attend(q, k, v, mask, is_causal)
         h = h + w.attn_proj(z.transpose(1, 2).reshape(B * T, C))
-        mlp_in = F.layer_norm(h, (C,), *w.ln_2, eps)
-        h = h + w.mlp_proj(F.gelu(w.c_fc(mlp_in), approximate="tanh"))
+        if not pre:
+            h = norm(h, w.ln_1)
+        h = h + w.mlp_proj(w.mlp_in(norm(h, w.ln_2) if pre else h))
+        if not pre:
+            h = norm(h, w.ln_2)
     return h.view(B, T, C)
 
 
+SDPA_GROUPS = torch.__version__ >= "2.5"  # scaled_dot_product_attention's enable_gqa
+
+
+def attend(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, is_causal: bool) -> Tensor:
+    """z = softmax(q kᵀ / √D + mask) v, with K key/value heads serving H query heads in groups of
+    n = H / K (query head h reads key/value head h // n).
+    q [B, H, T, D], k and v [B, K, S, D] -> [B, H, T, D]
+
+    SDPA reads the shared heads in place (``enable_gqa``); a torch without it gets copies of
+    them, n of each.
+    """
+    n = q.shape[1] // k.shape[1]
+    groups = {}
+    if n > 1 and SDPA_GROUPS:
+        groups = {"enable_gqa": True}
+    elif n > 1:
+        k, v = k.repeat_interleave(n, dim=1), v.repeat_interleave(n, dim=1)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal, **groups)
+
+
 def unembed(model: GPT2, x: Tensor) -> Tensor:
-    """logits = ln_f(x) @ W_Eᵀ. [..., C] -> [..., V]"""
+    """logits = ln_f(x) @ W_outᵀ (W_out = W_E when tied, else lm_head; no ln_f without a
+    final norm). [..., C] -> [..., V]"""
     weights = fast_weights(model)
-    C = x.shape[-1]
-    h = F.layer_norm(x.reshape(-1, C), (C,), *weights.ln_f, model.config.layer_norm_epsilon)
+    h = x.reshape(-1, x.shape[-1])
+    if weights.ln_f is not None:
+        h = weights.norm(h, weights.ln_f)
     return weights.unembed(h).view(*x.shape[:-1], -1)
 
 
@@ -330,7 +430,8 @@ class StaticDecoder:
 
     def _step(self) -> Tensor:
         x = self.model.embed(self.ids, self.positions)
-        h = run_blocks(self.model, x, self.cache, self.key_padding, slot=self.slot)
+        rope = self.model.rope_angles(self.positions)  # from the position tensor: graph-safe
+        h = run_blocks(self.model, x, self.cache, self.key_padding, slot=self.slot, rope=rope)
         return unembed(self.model, h)[:, -1]
 
     def _capture(self) -> Tensor:

@@ -529,9 +529,8 @@ class GPT2(nn.Module):
         return cos.to(dtype), sin.to(dtype)
 
     def uses_fast_path(self, hooks: Hooks | None) -> bool:
-        """Inference with nothing traced or edited runs the fused kernels of gpt2lab.fast (for
-        the configs it covers: ``fast.supports``)."""
-        return hooks is None and self.fast_path and not self.training and fast.supports(self.config)
+        """Inference with nothing traced or edited runs the fused kernels of gpt2lab.fast."""
+        return hooks is None and self.fast_path and not self.training
 
     @property
     def output_weight(self) -> Tensor:

@@ -10,8 +10,9 @@ Rule (symmetric, per output channel o): s[o] = max|W[o, :]| / 127 in bfloat16 (t
 int8 kernel multiplies in), q = round(W / s) in [-127, 127]. Quantizing q · s again gives q and s
 back, so a saved, reloaded and requantized model holds the same values.
 
-Which GPT-2 parameters are rounded: every weight matrix and the tied token embedding (its rows are
-the output layer's channels), not the position embedding, which is added, not multiplied.
+Which parameters are rounded: every weight matrix (SwiGLU's gate included), the token embedding
+(its rows are the output layer's channels when tied) and an untied output layer ``lm_head``; not
+the position embedding, which is added, not multiplied.
 """
 
 from __future__ import annotations
@@ -47,14 +48,14 @@ def dequantize_int8(q: Tensor, scale: Tensor) -> Tensor:
 
 
 def output_axis(name: str, tensor: Tensor) -> int | None:
-    """The axis of a GPT-2 parameter that holds its output channels, or None if it stays float.
+    """The axis of a parameter that holds its output channels, or None if it stays float.
 
-    0 for the token embedding (its rows are tokens, the unembedding's outputs); 1 for the
-    [in, out] weight matrices; None for vectors and the position embedding.
+    0 for the token embedding and ``lm_head`` ([V, C]: their rows are tokens, the unembedding's
+    outputs); 1 for the [in, out] weight matrices; None for vectors and the position embedding.
     """
     if tensor.dim() != 2 or name.endswith("wpe.weight"):
         return None
-    return 0 if name.endswith("wte.weight") else 1
+    return 0 if name.endswith(("wte.weight", "lm_head.weight")) else 1
 
 
 def quantize_matrix(weight: Tensor, axis: int) -> tuple[Tensor, Tensor]:
@@ -77,7 +78,7 @@ def dequantize_matrix(q: Tensor, scale: Tensor) -> Tensor:
 
 @torch.no_grad()
 def quantize_model(model: GPT2, method: str) -> None:
-    """Round every weight matrix (and the tied embedding) to int8 per output channel, in place.
+    """Round every weight matrix (and the token embedding) to int8 per output channel, in place.
 
     The float parameters then hold the rounded values (exactly in float32; in bfloat16 up to its
     own rounding of q · s), so the named-step path, traces and saved files compute with the same
