@@ -2,6 +2,7 @@
 app showing them, and a notebook showing them.
 
     python docs/views_pictures.py [folder]        # default: docs/images/views
+    python docs/views_pictures.py --llama work/ladder-cpu/runs/llama   # docs/architectures.md
 
 Each view's picture is its own PNG export (``View.save``), drawn in Chromium by Playwright, so
 the docs show what a notebook shows, as it first appears (no hover). The web app's pictures are
@@ -17,6 +18,8 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from html import escape
 from pathlib import Path
 from urllib.parse import urlencode
@@ -54,10 +57,10 @@ def view_pictures(model: gpt2lab.GPT2, folder: Path) -> list[Path]:
     return [view.save(folder / f"{name}.png", dpi=100) for name, view in shown.items()]
 
 
-def web_pictures(model: gpt2lab.GPT2, folder: Path) -> list[Path]:
-    """Screenshots of the web app: the model map over the cells, and attention as lines."""
+@contextmanager
+def serving(model: gpt2lab.GPT2, name: str) -> Iterator[str]:
+    """``gpt2lab serve``'s app for ``model`` (called ``name``) on a free port: its URL."""
     import uvicorn
-    from playwright.sync_api import sync_playwright
 
     from gpt2lab.web.app import create_app
 
@@ -65,44 +68,73 @@ def web_pictures(model: gpt2lab.GPT2, folder: Path) -> list[Path]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     server = uvicorn.Server(
-        uvicorn.Config(create_app({"tiny": model}), port=port, log_level="warning")
+        uvicorn.Config(create_app({name: model}), port=port, log_level="warning")
     )
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}/#"
-    paths = []
     try:
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            state = {"model": "tiny", "prompt": PROMPT, "layer": 1}
-            page.goto(url + urlencode({**state, "cell": "blocks.1.attn.hook_pattern"}))
-            page.wait_for_selector("#map-panel .gpt2lab-view[data-ready]")
-            page.evaluate("window.scrollTo(0, 0)")
-            paths.append(folder / "web_map.png")
-            page.screenshot(path=paths[-1])
-            page.goto(url + urlencode({**state, "cell": "attention-lines"}))
-            cell = page.locator('[data-cell="attention-lines"]')
-            cell.locator(".gpt2lab-view[data-ready]").wait_for()
-            page.hover('[data-cell="attention-lines"] text.query[data-i="4"]')
-            paths.append(folder / "web_attention.png")
-            cell.screenshot(path=paths[-1])
-            shown = {
-                "web_text": {"cell": "colored-text", "color": "head", "head": 3},
-                "web_saliency": {"cell": "saliency", "target": " fast"},
-            }
-            for name, more in shown.items():
-                page.goto(url + urlencode({**state, **more}))
-                cell = page.locator(f'[data-cell="{more["cell"]}"]')
-                cell.locator(".gpt2lab-view[data-ready]").wait_for()
-                cell.locator('g.token[data-i="4"]').first.hover()
-                paths.append(folder / f"{name}.png")
-                cell.screenshot(path=paths[-1])
-            browser.close()
+        yield f"http://127.0.0.1:{port}/#"
     finally:
         server.should_exit = True
+
+
+def map_screenshot(page, url: str, state: dict, cell: str, path: Path) -> Path:
+    """The page opened on ``cell`` from a link holding ``state``, the model map on top."""
+    page.goto(url + urlencode({**state, "cell": cell}))
+    page.wait_for_selector("#map-panel .gpt2lab-view[data-ready]")
+    page.evaluate("window.scrollTo(0, 0)")
+    page.screenshot(path=path)
+    return path
+
+
+def web_pictures(model: gpt2lab.GPT2, folder: Path) -> list[Path]:
+    """Screenshots of the web app: the model map over the cells, and attention as lines."""
+    from playwright.sync_api import sync_playwright
+
+    paths = []
+    with serving(model, "tiny") as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        state = {"model": "tiny", "prompt": PROMPT, "layer": 1}
+        cell = "blocks.1.attn.hook_pattern"
+        paths.append(map_screenshot(page, url, state, cell, folder / "web_map.png"))
+        page.goto(url + urlencode({**state, "cell": "attention-lines"}))
+        cell = page.locator('[data-cell="attention-lines"]')
+        cell.locator(".gpt2lab-view[data-ready]").wait_for()
+        page.hover('[data-cell="attention-lines"] text.query[data-i="4"]')
+        paths.append(folder / "web_attention.png")
+        cell.screenshot(path=paths[-1])
+        shown = {
+            "web_text": {"cell": "colored-text", "color": "head", "head": 3},
+            "web_saliency": {"cell": "saliency", "target": " fast"},
+        }
+        for name, more in shown.items():
+            page.goto(url + urlencode({**state, **more}))
+            cell = page.locator(f'[data-cell="{more["cell"]}"]')
+            cell.locator(".gpt2lab-view[data-ready]").wait_for()
+            cell.locator('g.token[data-i="4"]').first.hover()
+            paths.append(folder / f"{name}.png")
+            cell.screenshot(path=paths[-1])
+        browser.close()
     return paths
+
+
+def llama_picture(folder: Path, model_dir: Path) -> Path:
+    """The web app on a LLaMA-style model (the ladder's ``runs/llama``): its map, open on the
+    queries after RoPE, as docs/images/web_llama.png."""
+    from playwright.sync_api import sync_playwright
+
+    model = gpt2lab.load(model_dir)
+    with serving(model, "llama") as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        state = {"model": "llama", "prompt": "Lily saw a big dog. She", "layer": 1}
+        path = map_screenshot(
+            page, url, state, "blocks.1.attn.hook_rot_q", folder / "web_llama.png"
+        )
+        browser.close()
+    return path
 
 
 # The notebook of the picture: what a reader types to see attention as lines.
@@ -180,9 +212,12 @@ def notebook_pictures(folder: Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images/views")
-    out.mkdir(parents=True, exist_ok=True)
-    tiny = gpt2lab.load("tiny")
-    made = [*view_pictures(tiny, out), *web_pictures(tiny, out), *notebook_pictures(out)]
+    if len(sys.argv) > 2 and sys.argv[1] == "--llama":  # docs/architectures.md's picture
+        made = [llama_picture(Path("docs/images"), Path(sys.argv[2]))]
+    else:
+        out = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/images/views")
+        out.mkdir(parents=True, exist_ok=True)
+        tiny = gpt2lab.load("tiny")
+        made = [*view_pictures(tiny, out), *web_pictures(tiny, out), *notebook_pictures(out)]
     for path in made:
         print(path, f"{path.stat().st_size // 1000} kB")

@@ -61,7 +61,11 @@ export function modelMap(data, container, options = {}) {
 
   function draw() {
     diagram.textContent = "";
-    const width = 640;
+    // Wide enough for the longest row of steps (LLaMA's attention adds rot_q and rot_k).
+    const boxWidth = (/** @type {MapStep} */ s) => Math.max(44, s.label.length * 7.5 + 12);
+    const rowWidth = (/** @type {string} */ group) => data.steps
+      .filter((s) => s.group === group).reduce((w, s) => w + boxWidth(s) + 6, 150);
+    const width = Math.max(640, ...Object.keys(GROUPS).map(rowWidth));
     let y = 8;
     /** @param {string} text @param {string} group @param {number} h */
     const band = (text, group, h) => {
@@ -73,7 +77,7 @@ export function modelMap(data, container, options = {}) {
       let x = x0;
       for (const step of steps) {
         const name = full(step.name);
-        const w = Math.max(44, step.label.length * 7.5 + 12);
+        const w = boxWidth(step);
         const g = svgEl("g", { class: "step", "data-step": name, cursor: "pointer" }, diagram);
         const on = name === selected;
         svgEl("rect", {
