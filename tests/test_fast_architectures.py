@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_fast import both_paths
 
 from gpt2lab import fast, quantize
 from gpt2lab.config import GPT2Config, RopeScaling
@@ -74,16 +75,6 @@ def random_model(changes: dict, seed: int = 0, dtype: torch.dtype = torch.float3
 @pytest.fixture(scope="module", params=list(SWITCHES), ids=list(SWITCHES))
 def model(request) -> GPT2:
     return random_model(SWITCHES[request.param])
-
-
-def both_paths(model: GPT2, run):
-    """(fast result, named-step result) of run(model)."""
-    fast_result = run(model)
-    model.fast_path = False
-    try:
-        return fast_result, run(model)
-    finally:
-        model.fast_path = True
 
 
 def padded(prompts: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
