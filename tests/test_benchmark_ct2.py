@@ -43,6 +43,9 @@ def test_quick_run_agrees_with_ctranslate2() -> None:
     for section in ("decode, batch 1", "decode, batch 8", "prefill: a 128-token prompt"):
         assert section in out
     rows = [line.split(":")[0].strip() for line in out.splitlines() if "tokens/s  x" in line]
-    names = ["CTranslate2 float32", "CTranslate2 int8"]
-    names += ["gpt2lab float32", "gpt2lab bfloat16", "gpt2lab int8"]
-    assert rows == names * 3  # every row in each of the three sections
+    names = ["CTranslate2 float32", "CTranslate2 int8", "gpt2lab float32"]
+    all_rows = [*names, "gpt2lab bfloat16", "gpt2lab int8"]
+    if "no bfloat16 matrix kernels on this CPU" in out:  # bfloat16 at batch 1 only
+        assert rows == all_rows + [*names, "gpt2lab int8"] * 2
+    else:
+        assert rows == all_rows * 3  # every row in each of the three sections
