@@ -80,6 +80,41 @@ def weight_bytes_per_token(model: GPT2) -> int:
     return total
 
 
+def our_runner(
+    model: GPT2, ids: torch.Tensor, new: int, graphs: bool = True
+) -> Callable[[], list[list[int]]]:
+    """A call that generates ``new`` greedy tokens after each row of ``ids`` [B, T] with gpt2lab
+    (never stopping at end-of-text) and returns them."""
+    rows = ids.tolist()
+
+    def run() -> list[list[int]]:
+        model.cuda_graphs = graphs  # False: the same kernels, launched one by one
+        try:
+            return model.generate(rows, new, greedy=True, stop_at_eos=False)
+        finally:
+            model.cuda_graphs = True
+
+    return run
+
+
+def median_rates(
+    runners: dict[str, Callable[[], object]], work: int, repeats: int, device: str = "cpu"
+) -> dict[str, float]:
+    """Median units of work per second of each runner over ``repeats`` rounds; within a round
+    the runners take turns, so that none gets a warmer machine. One warm-up call each first."""
+    for run in runners.values():
+        run()  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in runners}
+    for _ in range(repeats):
+        for name, run in runners.items():
+            sync(device)
+            start = time.perf_counter()
+            run()
+            sync(device)
+            rates[name].append(work / (time.perf_counter() - start))
+    return {name: statistics.median(values) for name, values in rates.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="gpt2")
@@ -130,33 +165,8 @@ def main() -> None:
 
         return run
 
-    def our_runner(
-        model: GPT2, ids: torch.Tensor, new: int, graphs: bool = True
-    ) -> Callable[[], list[list[int]]]:
-        rows = ids.tolist()
-
-        def run() -> list[list[int]]:
-            model.cuda_graphs = graphs  # False: the same kernels, launched one by one
-            try:
-                return model.generate(rows, new, greedy=True, stop_at_eos=False)
-            finally:
-                model.cuda_graphs = True
-
-        return run
-
     def race(runners: dict[str, Callable[[], object]], work: int) -> dict[str, float]:
-        """Median units of work per second of each runner; runs alternate."""
-        for run in runners.values():
-            run()  # warm-up
-        rates: dict[str, list[float]] = {name: [] for name in runners}
-        for _ in range(args.repeats):
-            for name, run in runners.items():
-                sync(device)
-                start = time.perf_counter()
-                run()
-                sync(device)
-                rates[name].append(work / (time.perf_counter() - start))
-        return {name: statistics.median(values) for name, values in rates.items()}
+        return median_rates(runners, work, args.repeats, device)
 
     one = prompt[:1]
     if our_runner(ours32, one, 16)() != hf_runner(hf32, one, 16)():

@@ -22,7 +22,9 @@ scaled_dot_product_attention never stores the [T, S] pattern (flash attention on
 and keys/values go into the model's preallocated KVCache. Each weight matrix is read in the form
 its kernel reads fastest (``kernel_for``):
 
-- float32 (and anything on a GPU): the parameter itself, [in, out], one addmm;
+- float32 on a CPU: the parameter itself, through oneDNN's linear for the few rows of decoding
+  and one addmm for a prompt (``OneDNN``);
+- anything on a GPU: the parameter itself, [in, out], one addmm;
 - bfloat16/float16 on a CPU: a copy prepacked for oneDNN, whose bfloat16 matrix-vector products
   are faster than PyTorch's default ones (docs/benchmarks.md);
 - ``model.quantize("int8")``: one signed byte per weight and one scale per output channel
@@ -78,6 +80,23 @@ class Dense:
         return torch.addmm(self.bias, x, self.weight)
 
 
+class OneDNN(Dense):
+    """y = x @ W + b on the parameter itself, no copy (CPU, float32, inference): for a few rows
+    (decoding) oneDNN's linear, which reads W [in, out] as the [out, in] matrix it wants; from
+    ``MANY_ROWS`` rows on (a prompt) Dense's addmm, which is faster there (docs/benchmarks.md).
+
+    Inference only: oneDNN's linear has no gradient.
+    """
+
+    MANY_ROWS = 64
+
+    def __call__(self, x: Tensor) -> Tensor:
+        if x.shape[0] >= self.MANY_ROWS:
+            return super().__call__(x)
+        w = self.weight.t()  # [out, in], a view
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, self.bias, "none", [], "")
+
+
 class Prepacked:
     """y = x @ W + b through oneDNN with W prepacked once into its blocked layout (CPU, bf16/fp16).
 
@@ -121,6 +140,13 @@ class Int8:
         return y if self.bias is None else y.add_(self.bias)
 
 
+# oneDNN's float32 linear was measured on x86-64 only (docs/benchmarks.md).
+ONEDNN_FLOAT32 = (
+    torch.backends.mkldnn.is_available()
+    and torch.backends.cpu.get_cpu_capability().startswith("AVX")
+)
+
+
 def _prepacking_works(dtype: torch.dtype) -> bool:
     mkldnn = torch.ops.mkldnn
     if dtype == torch.bfloat16:
@@ -129,11 +155,13 @@ def _prepacking_works(dtype: torch.dtype) -> bool:
 
 
 def kernel_kind(weight: Tensor, quantized: str | None) -> type[Dense | Prepacked | Int8]:
-    """Which kernel reads W [in, out] fastest (see the module docstring); all but Dense keep a
-    copy of the weights of their own."""
+    """Which kernel reads W [in, out] fastest (see the module docstring); Prepacked and Int8
+    keep a copy of the weights of their own."""
     on_cpu = weight.device.type == "cpu"
     if quantized == "int8" and on_cpu:
         return Int8
+    if on_cpu and weight.dtype == torch.float32 and ONEDNN_FLOAT32:
+        return OneDNN
     if (
         on_cpu
         and weight.dtype in (torch.bfloat16, torch.float16)
@@ -263,7 +291,7 @@ def fast_weights(model: GPT2) -> FastWeights:
         if model.config.activation != "swiglu":
             return MLPIn(make(mlp.c_fc), ACTIVATIONS[model.config.activation])
         assert mlp.c_gate is not None  # swiglu has a gate
-        if not packed or kernel_kind(mlp.c_gate.weight, model.quantized) is Dense:
+        if not packed or issubclass(kernel_kind(mlp.c_gate.weight, model.quantized), Dense):
             return SwiGLUIn(make(mlp.c_gate), make(mlp.c_fc))  # no copies: keep them apart
         gate_bias, up_bias = mlp.c_gate.bias, mlp.c_fc.bias
         bias = None if gate_bias is None or up_bias is None else torch.cat([gate_bias, up_bias])
