@@ -211,9 +211,9 @@ def test_a_big_step_table_fetches_more_as_it_scrolls(page, server):
     before = header.count()
     assert before == 41  # the row labels, then the first 40 neurons
     cell(page, key).locator(".grid-wrap").evaluate("el => { el.scrollLeft = el.scrollWidth; }")
-    page.wait_for_function(
-        "n => document.querySelectorAll(\"[data-cell='blocks.0.mlp.hook_post'] thead th\")"
-        ".length > n",
+    page.wait_for_function(  # the table's own header: the heatmap beside it has one too
+        "n => document.querySelectorAll(\"[data-cell='blocks.0.mlp.hook_post'] table.grid thead"
+        " th\").length > n",
         arg=before,
     )
     info = cell(page, key).locator(".grid-info").inner_text()

@@ -193,7 +193,7 @@ def record(run: Run, lr: float, train_loss: float, bar: tqdm) -> None:
         "lr": f"{lr:.6g}",
         "train_loss": f"{train_loss:.6f}",
         "val_loss": "",
-        "elapsed_s": f"{run.elapsed:.2f}",
+        "elapsed_s": f"{run.elapsed:.4f}",
     }
     if step % cfg.eval_interval == 0 or step == cfg.max_steps:
         val, sample = evaluate_and_sample(run)
