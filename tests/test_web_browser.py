@@ -213,7 +213,7 @@ def test_a_big_step_table_fetches_more_as_it_scrolls(page, server):
     cell(page, key).locator(".grid-wrap").evaluate("el => { el.scrollLeft = el.scrollWidth; }")
     page.wait_for_function(  # the table's own header: the heatmap beside it has one too
         "n => document.querySelectorAll(\"[data-cell='blocks.0.mlp.hook_post'] table.grid thead"
-        " th\").length > n",
+        ' th").length > n',
         arg=before,
     )
     info = cell(page, key).locator(".grid-info").inner_text()
