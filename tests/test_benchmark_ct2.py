@@ -4,6 +4,7 @@ gpt2lab and CTranslate2 generating the same greedy tokens from the same weights.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,13 @@ def test_quick_run_agrees_with_ctranslate2() -> None:
         assert rows == all_rows + [*names, "gpt2lab int8"] * 2
     else:
         assert rows == all_rows * 3  # every row in each of the three sections
+    # tiny's held-out loss: both engines compute the same model in float32; int8 costs little.
+    line = next(line for line in out.splitlines() if line.startswith("tiny's loss"))
+    losses = dict(
+        re.fullmatch(r"(.+) (\d+\.\d+)", part.strip()).groups()
+        for part in line.split("nats/token): ")[1].split(",")
+    )
+    f32 = float(losses["gpt2lab float32"])
+    assert abs(float(losses["CTranslate2 float32"]) - f32) < 1e-3
+    assert abs(float(losses["gpt2lab int8"]) - f32) < 0.05
+    assert abs(float(losses["CTranslate2 int8"]) - f32) < 0.05

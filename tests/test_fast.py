@@ -147,6 +147,41 @@ def test_int8_model_fast_path_matches_its_steps():
     assert isinstance(fast.fast_weights(model).layers[0].mlp_in.c_fc, fast.Int8)
 
 
+@torch.no_grad()
+def test_int8_kernel_few_and_many_rows_multiply_the_same_rounded_weights():
+    """Decoding's few rows go through the int8 kernel (bfloat16), a prompt's many rows through
+    the same rounding in bfloat16 or float32: each row gets x @ (q · s)ᵀ + b."""
+    torch.manual_seed(0)
+    weight, bias = torch.randn(96, 80) * 0.05, torch.randn(80) * 0.1  # [in, out]
+    kernel = fast.Int8(weight, bias)
+    rounded = quantize.dequantize_int8(kernel.q, kernel.scale).t()  # [in, out]
+    x = torch.randn(kernel.many_rows + 3, 96)
+    want = x @ rounded + bias
+    few, many = kernel(x[:2]), kernel(x)
+    assert few.dtype == many.dtype == torch.float32 and many.shape == (len(x), 80)
+    assert (few - want[:2]).abs().max() < 0.05  # bfloat16 products
+    tolerance = 0.05 if kernel.native_bf16 else 1e-4  # float32 where bfloat16 is emulated
+    assert (many - want).abs().max() < tolerance
+    assert kernel(x.to(torch.bfloat16)).dtype == torch.bfloat16
+
+
+@torch.no_grad()
+def test_transposed_kernel_reads_an_out_in_copy_and_shares_the_tied_unembedding():
+    """Where oneDNN has no bfloat16 kernels the weights are read [out, in] by F.linear; the
+    tied unembedding, W_E [V, C], is that layout already and is not copied."""
+    torch.manual_seed(0)
+    weight, bias = torch.randn(48, 40).bfloat16(), torch.randn(40).bfloat16()  # [in, out]
+    kernel = fast.Transposed(weight, bias)
+    assert kernel.weight_t.shape == (40, 48) and kernel.weight_t.is_contiguous()
+    x = torch.randn(3, 48).bfloat16()
+    want = x.float() @ weight.float() + bias.float()
+    assert (kernel(x).float() - want).abs().max() < 0.1  # bfloat16 sums of 48 products
+    wte = torch.randn(100, 48).bfloat16()  # [V, C]
+    assert fast.Transposed(wte.t(), None).weight_t.data_ptr() == wte.data_ptr()
+    native = fast.kernel_kind(weight, None) is fast.Prepacked
+    assert fast.kernel_kind(weight, None) is (fast.Prepacked if native else fast.Transposed)
+
+
 def test_quantize_rejects_unknown_methods(tiny):
     with pytest.raises(UsageError, match="int8"):
         gpt2lab.load("tiny").quantize("int4")

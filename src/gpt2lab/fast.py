@@ -26,18 +26,21 @@ its kernel reads fastest (``kernel_for``):
   and one addmm for a prompt (``OneDNN``);
 - anything on a GPU: the parameter itself, [in, out], one addmm;
 - bfloat16/float16 on a CPU: a copy prepacked for oneDNN, whose bfloat16 matrix-vector products
-  are faster than PyTorch's default ones (docs/benchmarks.md);
+  are faster than PyTorch's default ones; on CPUs for which oneDNN has no such kernels, an
+  [out, in] copy that PyTorch's own matrix-vector kernel reads fast (docs/benchmarks.md);
 - ``model.quantize("int8")``: one signed byte per weight and one scale per output channel
-  (gpt2lab.quantize), multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs. On a
+  (gpt2lab.quantize), multiplied by torch's weight-only int8 kernel in bfloat16 on CPUs for a
+  few rows, and for many rows by bfloat16 or (without bfloat16 kernels) float32 weights
+  rounded the same way (``Int8``). On a
   GPU the rounded weights are multiplied as the parameters store them (float32 or bfloat16):
   torch's CUDA int8 kernel was much slower there than a bfloat16 matrix multiply
   (docs/benchmarks.md).
 
-Prepacked and int8 copies are made on first use and remade when a parameter changes (PyTorch
-counts in-place writes in ``tensor._version``). On a GPU, generation records one decoding step
-as a CUDA graph (``StaticDecoder``) and replays it for every token. Both are kept in the
-model's ``fast_state`` (``FastState``). ``model.fast_path = False`` turns this path off;
-tests/test_fast.py and tests/test_fast_architectures.py hold it equal to the named-step path.
+Prepacked, transposed and int8 copies are made on first use and remade when a parameter
+changes (PyTorch counts in-place writes in ``tensor._version``). On a GPU, generation records
+one decoding step as a CUDA graph (``StaticDecoder``) and replays it for every token. Both are
+kept in the model's ``fast_state`` (``FastState``). ``model.fast_path = False`` turns this path
+off; tests/test_fast.py and tests/test_fast_architectures.py hold it equal to the named-step path.
 """
 
 from __future__ import annotations
@@ -90,11 +93,16 @@ class OneDNN(Dense):
 
     MANY_ROWS = 64
 
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        super().__init__(weight, bias)
+        self.weight_t = weight.t()  # [out, in], a view
+
     def __call__(self, x: Tensor) -> Tensor:
         if x.shape[0] >= self.MANY_ROWS:
             return super().__call__(x)
-        w = self.weight.t()  # [out, in], a view
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), w, self.bias, "none", [], "")
+        return torch.ops.mkldnn._linear_pointwise(
+            x.contiguous(), self.weight_t, self.bias, "none", [], ""
+        )
 
 
 class Prepacked:
@@ -111,33 +119,54 @@ class Prepacked:
         return torch.ops.mkldnn._linear_pointwise(x, self.packed, self.bias, "none", [], "")
 
 
-class Int8:
-    """y = (x @ qᵀ) · s + b with q int8 [out, in]: torch's weight-only int8 kernel (CPU).
+class Transposed:
+    """y = x @ W + b by F.linear on a copy of W laid out [out, in] (CPU, bfloat16/float16 where
+    oneDNN has no kernels for them): PyTorch's own reduced-precision matrix-vector kernel reads
+    that layout many times faster than addmm reads [in, out] (docs/benchmarks.md). A weight
+    that already is [out, in] underneath (the tied unembedding) is used without a copy.
 
-    That kernel is made for a few rows at a time (decoding one token); its cost grows with the
-    rows, and from 5 rows on (a batch, a prompt) a bfloat16 kernel of the same rounded weights,
-    made on first need and kept, is faster (docs/benchmarks.md). Both
-    multiply in bfloat16; activations of other dtypes are cast around them.
+    Inference only: the copy has no gradient.
     """
 
-    MANY_ROWS = 5
+    def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
+        self.weight_t = weight.t().contiguous()  # [out, in]
+        self.bias = bias
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.weight_t, self.bias)
+
+
+class Int8:
+    """y = (x @ qᵀ) · s + b with q int8 [out, in] (CPU).
+
+    For a few rows (decoding) torch's weight-only int8 kernel, which multiplies in bfloat16.
+    Its cost grows with the rows, so from ``many_rows`` rows on (a batch, a prompt) a kernel of
+    the same rounded weights takes over: where oneDNN multiplies bfloat16 natively, a prepacked
+    bfloat16 copy, made on first need and kept; where it does not (PyTorch would convert every
+    element), q · s in float32, made for the call and dropped, so that no float32 copy stays
+    (docs/benchmarks.md). Activations of other dtypes are cast around the kernels.
+    """
 
     def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
         self.q, self.scale = quantize_int8(weight.t())
         self.bias = bias
-        self.many_rows: Kernel | None = None
+        self.native_bf16 = _prepacking_works(torch.bfloat16)
+        self.many_rows = 5 if self.native_bf16 else 192
+        self.prepacked: Kernel | None = None
 
     def __call__(self, x: Tensor) -> Tensor:
-        x16 = x.to(torch.bfloat16)
-        if x.shape[0] >= self.MANY_ROWS:
-            if self.many_rows is None:
+        if x.shape[0] < self.many_rows:
+            y = torch.ops.aten._weight_int8pack_mm(x.to(torch.bfloat16), self.q, self.scale)
+        elif self.native_bf16:
+            if self.prepacked is None:
                 rounded = dequantize_int8(self.q, self.scale).t().to(torch.bfloat16)  # [in, out]
-                self.many_rows = kernel_for(rounded, None, None)
-            y = self.many_rows(x16)
+                self.prepacked = kernel_for(rounded, None, None)
+            y = self.prepacked(x.to(torch.bfloat16))
         else:
-            y = torch.ops.aten._weight_int8pack_mm(x16, self.q, self.scale)
-        y = y.to(x.dtype)
-        return y if self.bias is None else y.add_(self.bias)
+            y = F.linear(x.float(), dequantize_int8(self.q, self.scale))
+        if self.bias is None:
+            return y.to(x.dtype)
+        return torch.add(self.bias, y).to(x.dtype)  # one op where bias and x share a dtype
 
 
 # oneDNN's float32 linear was measured on x86-64 only (docs/benchmarks.md).
@@ -154,20 +183,18 @@ def _prepacking_works(dtype: torch.dtype) -> bool:
     return dtype == torch.float16 and bool(mkldnn._is_mkldnn_fp16_supported())
 
 
-def kernel_kind(weight: Tensor, quantized: str | None) -> type[Dense | Prepacked | Int8]:
-    """Which kernel reads W [in, out] fastest (see the module docstring); Prepacked and Int8
-    keep a copy of the weights of their own."""
+def kernel_kind(
+    weight: Tensor, quantized: str | None
+) -> type[Dense | Prepacked | Transposed | Int8]:
+    """Which kernel reads W [in, out] fastest (see the module docstring); Prepacked, Transposed
+    and Int8 keep a copy of the weights of their own."""
     on_cpu = weight.device.type == "cpu"
     if quantized == "int8" and on_cpu:
         return Int8
     if on_cpu and weight.dtype == torch.float32 and ONEDNN_FLOAT32:
         return OneDNN
-    if (
-        on_cpu
-        and weight.dtype in (torch.bfloat16, torch.float16)
-        and _prepacking_works(weight.dtype)
-    ):
-        return Prepacked
+    if on_cpu and weight.dtype in (torch.bfloat16, torch.float16):
+        return Prepacked if _prepacking_works(weight.dtype) else Transposed
     return Dense
 
 
@@ -258,9 +285,20 @@ class FastState:
 
 
 def _key(model: GPT2, packed: bool) -> tuple:
-    """Changes when any parameter is replaced or written in place, or the mode changes."""
-    versions = tuple((p.data_ptr(), p._version) for p in model.parameters())
-    return (packed, model.quantized, versions)
+    """Changes when any parameter is replaced or written in place, or the mode changes.
+
+    Checked twice per decoded token, so it walks the modules' own parameter dicts:
+    ``model.parameters()`` (named_modules, a set of seen ids) costs a few times more.
+    """
+    versions: list[tuple[int, int]] = []
+    modules: list[torch.nn.Module] = [model]
+    while modules:
+        module = modules.pop()
+        versions += (
+            (p.data_ptr(), p._version) for p in module._parameters.values() if p is not None
+        )
+        modules += (m for m in module._modules.values() if m is not None)
+    return (packed, model.quantized, tuple(versions))
 
 
 def _detached(t: Tensor | None) -> Tensor | None:

@@ -56,10 +56,12 @@ class KVCache:
 
     def update(self, layer: int, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
         """Store the new positions' k, v [B, K, T, D]; return all so far [B, K, length + T, D]."""
-        end = self.length + k.size(2)
-        self.k[layer, :, :, self.length : end] = k
-        self.v[layer, :, :, self.length : end] = v
-        return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
+        start, end = self.length, self.length + k.size(2)
+        keys, values = self.k[layer], self.v[layer]
+        # narrow + copy_: fewer Python-level indexing steps, once per layer and token
+        keys.narrow(2, start, end - start).copy_(k)
+        values.narrow(2, start, end - start).copy_(v)
+        return keys.narrow(2, 0, end), values.narrow(2, 0, end)
 
     def write_at(self, layer: int, k: Tensor, v: Tensor, slot: Tensor) -> tuple[Tensor, Tensor]:
         """Store one new position's k, v [B, K, 1, D] at the index held in ``slot`` (a tensor [1],
