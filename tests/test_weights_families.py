@@ -287,3 +287,21 @@ def test_gpt2_folders_keep_their_vocab_files(tmp_path):
         warnings.simplefilter("error")
         model = gpt2lab.load(folder)
     assert model.tokenizer.encode("Hello, world!") == [15496, 11, 995, 0]
+
+
+def test_a_llama_trained_with_gpt2s_tokenizer_saves_its_end_token(tmp_path):
+    """A LLaMA-style model trained here (no eos_token_id in its config) is saved naming
+    <|endoftext|>, so that transformers' generate stops there as gpt2lab's does."""
+    config = GPT2Config(
+        vocab_size=50257, n_positions=32, n_embd=32, n_layer=1, n_head=4, n_kv_head=2,
+        n_inner=64, positions="rope", norm="rmsnorm", activation="swiglu", qkv_bias=False,
+        attn_out_bias=False, mlp_bias=False,
+    )  # fmt: skip
+    model = gpt2lab.GPT2(config)
+    model.tokenizer = gpt2lab.load("tiny").tokenizer
+    assert config.hf_model_type == "llama" and config.eos_token_id is None
+    folder = model.save(tmp_path / "llama")
+    assert json.loads((folder / "config.json").read_text())["eos_token_id"] == 50256
+    assert LlamaForCausalLM.from_pretrained(folder).config.eos_token_id == 50256
+    assert gpt2lab.load(folder).config.eos_token_id == 50256
+    assert model.config.eos_token_id is None  # the model itself is left as it was

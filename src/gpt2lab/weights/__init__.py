@@ -6,6 +6,7 @@ format, checks every tensor's name and shape, and builds the model without a ran
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import warnings
 from pathlib import Path
@@ -15,7 +16,14 @@ import torch
 from ..config import GPT2Config
 from ..errors import CheckpointError, ModelNotFoundError, TokenizerError
 from ..model import GPT2
-from ..tokenizer import FILE_PAIRS, SUPPORTED, TOKENIZER_JSON, Tokenizer, get_tokenizer
+from ..tokenizer import (
+    ENDOFTEXT,
+    FILE_PAIRS,
+    SUPPORTED,
+    TOKENIZER_JSON,
+    Tokenizer,
+    get_tokenizer,
+)
 from .families import TIED_OUTPUT, NameTable, from_hf, table_for, to_hf, with_base
 from .hf import (
     GPT2_HUB_IDS,
@@ -328,7 +336,13 @@ def save_pretrained(model: GPT2, path: str | Path) -> Path:
     """Write ``model`` as a Hugging Face folder with its tokenizer; ``gpt2lab.load`` and the
     ``transformers`` class of its family (``config.hf_model_type``) read it unchanged."""
     folder = Path(path)
-    save_hf_folder(model.config, model.state_dict(), folder)
+    config = model.config
+    end = model.tokenizer.special_tokens.get(ENDOFTEXT) if model.tokenizer is not None else None
+    if config.eos_token_id is None and end is not None:
+        # A model trained here with GPT-2's tokenizer: name its end token, so that the
+        # transformers class (Llama's writes no default) stops generating there too.
+        config = dataclasses.replace(config, eos_token_id=end)
+    save_hf_folder(config, model.state_dict(), folder)
     if model.tokenizer is not None:
         model.tokenizer.save(folder)
     return folder
