@@ -3,6 +3,7 @@ and the ``arch`` switches of a training run that it is built on."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import math
@@ -141,7 +142,9 @@ def test_the_runs_and_their_numbers(toy_ladder):
         config = GPT2Config(**r["config"])
         assert r["parameters"] == parameter_counts(config), name
         model = gpt2lab.load(toy_ladder / "runs" / name)  # its checkpoint: that architecture
-        assert model.config == config and model.num_parameters() == r["parameters"]["total"]
+        end = model.tokenizer.special_tokens["<|endoftext|>"]  # saved as its end token
+        assert model.config == dataclasses.replace(config, eos_token_id=end)
+        assert model.num_parameters() == r["parameters"]["total"]
         assert r["tokens"] == tokens
         assert [t for t, _ in r["curve"]] == [128, 256]  # evaluated at steps 2 and 4
         assert r["held_out_loss"] == r["curve"][-1][1]
