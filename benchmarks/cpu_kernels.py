@@ -54,7 +54,7 @@ def kernels(weights: list[torch.Tensor]) -> dict[str, tuple[int, Callable]]:
         "float32 OneDNN": (1 << 30, lambda x: [k(x) for k in onednn]),
         "bfloat16 Dense (addmm)": (8, lambda x: [k(x.bfloat16()) for k in dense16]),
     }
-    if fast.kernel_kind(bf16[0], None) is fast.Prepacked:
+    if fast.onednn_has_kernels(torch.bfloat16):
         prepacked = [fast.Prepacked(w, None) for w in bf16]
         found["bfloat16 Prepacked"] = (1 << 30, lambda x: [k(x.bfloat16()) for k in prepacked])
     found["bfloat16 Transposed"] = (64, lambda x: [k(x.bfloat16()) for k in transposed])

@@ -39,6 +39,7 @@ import tempfile
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,24 +110,22 @@ def ct2_logits(
     return torch.from_numpy(np.asarray(out)).float()  # a CPU StorageView reads as an array
 
 
-def native_bf16() -> bool:
-    """Whether oneDNN has bfloat16 matrix kernels for this CPU (else PyTorch emulates them)."""
-    return fast.kernel_kind(torch.zeros(1, 1, dtype=torch.bfloat16), None) is fast.Prepacked
-
-
 def load_ours(name: str, hf_dir: str) -> GPT2:
     """gpt2lab's model of row ``name``, from the saved folder."""
     model = gpt2lab.load(hf_dir).eval()
     if name == "gpt2lab bfloat16":
         return model.to(torch.bfloat16)
     if name == "gpt2lab int8":  # bfloat16 activations only where the CPU multiplies them
-        return (model.to(torch.bfloat16) if native_bf16() else model).quantize("int8")
+        return (
+            model.to(torch.bfloat16) if fast.onednn_has_kernels(torch.bfloat16) else model
+        ).quantize("int8")
     return model
 
 
 def serve(conn: Connection, name: str, hf_dir: str, ct2_dir: str, threads: int) -> None:
-    """One engine's process: load it, then answer ("generate", ids, new) with the new tokens
-    and ("logits", ids, 0) with the logits, until None comes."""
+    """One engine's process: load it, then answer ("generate", ids, new) with the new tokens,
+    ("logits", ids, 0) with the logits and ("loss", windows, 0) with the mean loss, until None
+    comes."""
     torch.set_num_threads(threads)
     if name in CT2_TYPES:
         vocab = vocabulary()
@@ -157,9 +156,12 @@ def serve(conn: Connection, name: str, hf_dir: str, ct2_dir: str, threads: int) 
         )
         return total / (windows.shape[0] * (windows.shape[1] - 1))
 
+    answers = {
+        "generate": generate,
+        "logits": lambda ids, _: logits(ids),
+        "loss": lambda ids, _: loss(ids),
+    }
     conn.send("ready")
-    answers = {"generate": generate, "logits": lambda ids, _: logits(ids)}
-    answers["loss"] = lambda ids, _: loss(ids)
     while (request := conn.recv()) is not None:
         op, ids, new = request
         conn.send(answers[op](ids, new))
@@ -179,17 +181,19 @@ class Engine:
         if self.conn.recv() != "ready":
             raise RuntimeError(f"{name} did not start")
 
-    def generate(self, ids: torch.Tensor, new: int) -> list[list[int]]:
-        self.conn.send(("generate", ids, new))
+    def ask(self, op: str, ids: torch.Tensor, new: int = 0) -> Any:
+        """Run ``op`` (see ``serve``) in the engine's process and return its answer."""
+        self.conn.send((op, ids, new))
         return self.conn.recv()
+
+    def generate(self, ids: torch.Tensor, new: int) -> list[list[int]]:
+        return self.ask("generate", ids, new)
 
     def logits(self, ids: torch.Tensor) -> torch.Tensor:
-        self.conn.send(("logits", ids, 0))
-        return self.conn.recv()
+        return self.ask("logits", ids)
 
     def loss(self, windows: torch.Tensor) -> float:
-        self.conn.send(("loss", windows, 0))
-        return self.conn.recv()
+        return self.ask("loss", windows)
 
     def runner(self, ids: torch.Tensor, new: int) -> Callable[[], list[list[int]]]:
         return lambda: self.generate(ids, new)
@@ -279,7 +283,7 @@ def run(
 
     # Without bfloat16 matrix kernels (oneDNN has none for this CPU) PyTorch converts element by
     # element: too slow to time on many rows, so bfloat16 then decodes at batch 1 only.
-    bf16 = native_bf16()
+    bf16 = fast.onednn_has_kernels(torch.bfloat16)
 
     def runners(ids: torch.Tensor, new: int, with_bf16: bool = True) -> dict[str, Callable]:
         names = [n for n in engines if with_bf16 or n != "gpt2lab bfloat16"]

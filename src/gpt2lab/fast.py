@@ -150,7 +150,7 @@ class Int8:
     def __init__(self, weight: Tensor, bias: Tensor | None) -> None:
         self.q, self.scale = quantize_int8(weight.t())
         self.bias = bias
-        self.native_bf16 = _prepacking_works(torch.bfloat16)
+        self.native_bf16 = onednn_has_kernels(torch.bfloat16)
         self.many_rows = 5 if self.native_bf16 else 80  # where the two cross (docs)
         self.prepacked: Kernel | None = None
 
@@ -176,7 +176,9 @@ ONEDNN_FLOAT32 = (
 )
 
 
-def _prepacking_works(dtype: torch.dtype) -> bool:
+def onednn_has_kernels(dtype: torch.dtype) -> bool:
+    """Whether oneDNN has matrix kernels for ``dtype`` (bfloat16 or float16) on this CPU;
+    without them PyTorch converts every element (docs/benchmarks.md)."""
     mkldnn = torch.ops.mkldnn
     if dtype == torch.bfloat16:
         return bool(mkldnn._is_mkldnn_bf16_supported())
@@ -194,7 +196,7 @@ def kernel_kind(
     if on_cpu and weight.dtype == torch.float32 and ONEDNN_FLOAT32:
         return OneDNN
     if on_cpu and weight.dtype in (torch.bfloat16, torch.float16):
-        return Prepacked if _prepacking_works(weight.dtype) else Transposed
+        return Prepacked if onednn_has_kernels(weight.dtype) else Transposed
     return Dense
 
 
