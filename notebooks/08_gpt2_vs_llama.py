@@ -211,7 +211,7 @@ for path in results:
     )
 if not results:
     print(
-        "No ladder results in this copy. Make them (about 85 minutes on 2 CPU cores):\n"
+        "No ladder results in this copy. Make them (48 minutes on 2 CPU cores):\n"
         "  python recipes/tiny/make_data.py --out work/tiny\n"
         "  python recipes/ladder/run.py --data work/tiny/data --out work/ladder-cpu --size cpu\n"
         "then copy work/ladder-cpu/ladder.json to docs/data/ladder-cpu.json and run this cell."

@@ -70,8 +70,8 @@ SIZES = {
     "toy": Size(
         1, 4, 32, block_size=16, batch_size=4, steps=4, lr=3e-3, evals=2, saves=1, sample_tokens=4
     ),
-    # all nine runs: 75 s on an H200, about 85 minutes on 2 CPU cores (docs/architectures.md)
-    "cpu": Size(n_layer=4, n_head=4, n_embd=128, block_size=128, batch_size=16, steps=300, lr=2e-3),
+    # all nine runs in under an hour on 2 CPU cores (docs/architectures.md)
+    "cpu": Size(4, 4, 128, block_size=128, batch_size=8, steps=300, lr=2e-3, evals=4),
     # one GPU, a few minutes for all nine: 4 times the tokens per step, blocks 32 times as large
     "gpu": Size(8, 8, 512, block_size=256, batch_size=32, steps=300, lr=1e-3, saves=1),
 }
