@@ -1,18 +1,23 @@
 """The matrix kernels of gpt2lab.fast on this CPU, by number of rows, side by side in one run.
 
-Twelve 768x3072 weight matrices (one per block of GPT-2 124M, more than the caches hold, so
-the weights come from memory as in decoding), multiplied by ``rows`` activations; each kernel
-in turn, the median of ``--repeats``. Prints milliseconds per pass over the twelve and the
-ratio to float32 (oneDNN on the parameter, what float32 decoding uses):
+``--matrices`` 768x3072 weight matrices (24, two per block of GPT-2 124M: even in int8, 57 MB,
+more than the caches of a CPU with 32 MB of L3 hold, so the weights come from memory as in
+decoding), multiplied by ``rows`` activations; each kernel in turn, the median of
+``--repeats``. Prints milliseconds per pass over the matrices and the ratio to float32 (oneDNN
+on the parameter, what float32 decoding uses):
 
 - float32: ``fast.OneDNN`` (oneDNN's linear below 64 rows, addmm from 64);
 - bfloat16: ``fast.Dense`` (addmm on the [in, out] parameter), ``fast.Prepacked`` where oneDNN
   has bfloat16 kernels, ``fast.Transposed`` (``F.linear`` on an [out, in] copy);
 - int8: torch's weight-only int8 kernel (``fast.Int8`` below ``many_rows``) and the same
   rounded weights dequantized to float32 for the call (``fast.Int8`` from there on CPUs
-  without bfloat16 kernels).
+  without bfloat16 kernels);
+- ``--compiled``: also matrix-vector loops that ``torch.compile`` writes for this CPU from
+  ``(w.float() * x).sum(-1)`` on the [out, in] bfloat16 copy and the int8 weights (each row of
+  w converted in registers and read once); tried for decoding and not used (docs/benchmarks.md).
 
     python benchmarks/cpu_kernels.py [--rows 1 8 64 256 1023] [--repeats 7] [--threads N]
+                                     [--matrices 24] [--compiled]
 
 Rows where a kernel would take minutes (bfloat16 emulated by addmm) are left out ("-").
 """
@@ -30,7 +35,7 @@ import torch.nn.functional as F
 from gpt2lab import fast
 from gpt2lab.quantize import dequantize_int8
 
-C, HIDDEN, LAYERS = 768, 3072, 12
+C, HIDDEN = 768, 3072
 
 
 def median_ms(run: Callable[[], object], repeats: int) -> float:
@@ -43,8 +48,14 @@ def median_ms(run: Callable[[], object], repeats: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def kernels(weights: list[torch.Tensor]) -> dict[str, tuple[int, Callable]]:
-    """name -> (the most rows it is timed at, a function of x [N, C] over the twelve)."""
+def rows_times_weights(x: torch.Tensor, w: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """y = (x @ wᵀ) · s for w [out, in] of any dtype, as a product and a sum that torch.compile
+    turns into one loop over the rows of w. x [N, in] -> [N, out]"""
+    return (w[:, None, :].float() * x[None]).sum(-1).t() * scale
+
+
+def kernels(weights: list[torch.Tensor], compiled: bool) -> dict[str, tuple[int, Callable]]:
+    """name -> (the most rows it is timed at, a function of x [N, C] over the matrices)."""
     bf16 = [w.bfloat16() for w in weights]
     onednn = [fast.OneDNN(w, None) for w in weights]
     dense16 = [fast.Dense(w, None) for w in bf16]
@@ -66,6 +77,11 @@ def kernels(weights: list[torch.Tensor]) -> dict[str, tuple[int, Callable]]:
         1 << 30,
         lambda x: [F.linear(x, dequantize_int8(k.q, k.scale)) for k in int8],
     )
+    if compiled:
+        loop = torch.compile(rows_times_weights, dynamic=True, fullgraph=True)
+        one = torch.ones(())
+        found["bfloat16 compiled"] = (8, lambda x: [loop(x, k.weight_t, one) for k in transposed])
+        found["int8 compiled"] = (8, lambda x: [loop(x, k.q, k.scale) for k in int8])
     return found
 
 
@@ -75,13 +91,15 @@ def main() -> None:
     parser.add_argument("--rows", type=int, nargs="+", default=[1, 8, 64, 256, 1023])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--matrices", type=int, default=24)
+    parser.add_argument("--compiled", action="store_true", help="add torch.compile's loops")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    weights = [torch.randn(C, HIDDEN) * 0.02 for _ in range(LAYERS)]  # [in, out]
-    found = kernels(weights)
+    weights = [torch.randn(C, HIDDEN) * 0.02 for _ in range(args.matrices)]  # [in, out]
+    found = kernels(weights, args.compiled)
     print(
-        f"{LAYERS} matrices {C}x{HIDDEN}, {args.threads} threads, median of {args.repeats}; "
+        f"{args.matrices} matrices {C}x{HIDDEN}, {args.threads} threads, median of {args.repeats}; "
         f"ms per pass (x float32 OneDNN); torch {torch.__version__}, "
         f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
     )
