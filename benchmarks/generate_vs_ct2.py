@@ -116,9 +116,7 @@ def load_ours(name: str, hf_dir: str) -> GPT2:
     if name == "gpt2lab bfloat16":
         return model.to(torch.bfloat16)
     if name == "gpt2lab int8":  # bfloat16 activations only where the CPU multiplies them
-        return (
-            model.to(torch.bfloat16) if fast.onednn_has_kernels(torch.bfloat16) else model
-        ).quantize("int8")
+        return model.to(fast.int8_activations("cpu")).quantize("int8")
     return model
 
 
@@ -289,7 +287,7 @@ def run(
         names = [n for n in engines if with_bf16 or n != "gpt2lab bfloat16"]
         return {name: engines[name].runner(ids, new) for name in names}
 
-    int8_activations = "bfloat16" if bf16 else "float32"
+    int8_activations = str(fast.int8_activations("cpu")).removeprefix("torch.")
     print(
         f"{args.preset}{' (2 layers, --quick)' if args.quick else ''} on the CPU, "
         f"{args.threads} threads, median of {repeats}, each engine in its own process; "

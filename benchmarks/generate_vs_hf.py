@@ -137,13 +137,15 @@ def main() -> None:
     steps32.fast_path = False
     ours32 = copy.deepcopy(ours).to(device)
     ours16 = copy.deepcopy(ours).to(device, torch.bfloat16)
-    ours8 = ours.to(device, torch.bfloat16).quantize("int8")
+    int8_dtype = fast.int8_activations(device)  # bfloat16 where the device multiplies it
+    ours8 = ours.to(device, int8_dtype).quantize("int8")
+    int8_name = f"gpt2lab fast int8 ({'bf16' if int8_dtype == torch.bfloat16 else 'fp32'})"
     hf_models = {"transformers float32": hf32, "transformers bfloat16": hf16}
     our_models = {
         "gpt2lab named steps float32": steps32,
         "gpt2lab fast float32": ours32,
         "gpt2lab fast bfloat16": ours16,
-        "gpt2lab fast int8 (bf16)": ours8,
+        int8_name: ours8,
     }
     vocab = ours32.config.vocab_size
     gen = torch.Generator().manual_seed(0)

@@ -182,6 +182,15 @@ def test_transposed_kernel_reads_an_out_in_copy_and_shares_the_tied_unembedding(
     assert fast.kernel_kind(weight, None) is (fast.Prepacked if native else fast.Transposed)
 
 
+def test_int8_activations_are_bfloat16_only_where_multiplied_natively():
+    """bfloat16 on a GPU and on CPUs with oneDNN's bfloat16 kernels; float32 elsewhere, where
+    every bfloat16 norm and activation would be emulated."""
+    native = fast.onednn_has_kernels(torch.bfloat16)
+    assert fast.int8_activations("cpu") == (torch.bfloat16 if native else torch.float32)
+    assert fast.int8_activations(torch.device("cuda", 0)) == torch.bfloat16
+    assert fast.int8_activations("cuda") == torch.bfloat16
+
+
 def test_quantize_rejects_unknown_methods(tiny):
     with pytest.raises(UsageError, match="int8"):
         gpt2lab.load("tiny").quantize("int4")

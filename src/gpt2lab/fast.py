@@ -185,6 +185,15 @@ def onednn_has_kernels(dtype: torch.dtype) -> bool:
     return dtype == torch.float16 and bool(mkldnn._is_mkldnn_fp16_supported())
 
 
+def int8_activations(device: torch.device | str) -> torch.dtype:
+    """The activation dtype that decodes fastest with int8 weights on ``device``: bfloat16 where
+    it is multiplied natively (a GPU, or a CPU that oneDNN has bfloat16 kernels for), float32
+    where every bfloat16 norm and activation would be emulated (docs/benchmarks.md)."""
+    if torch.device(device).type != "cpu" or onednn_has_kernels(torch.bfloat16):
+        return torch.bfloat16
+    return torch.float32
+
+
 def kernel_kind(
     weight: Tensor, quantized: str | None
 ) -> type[Dense | Prepacked | Transposed | Int8]:
