@@ -27,6 +27,7 @@ from .errors import ContextLengthError, UsageError
 from .hooks import Edits, Hooks, as_hooks
 from .model import eval_mode
 from .prompts import Prompt, is_single_prompt, prompt_ids
+from .tokenizer import ENDOFTEXT
 
 if TYPE_CHECKING:
     from .model import GPT2
@@ -247,7 +248,7 @@ def stop_tokens(model: GPT2) -> list[int]:
     """The ids that end a text: the tokenizer's ``<|endoftext|>`` (GPT-2) and the config's
     ``eos_token_id`` (one or several, as Llama 3's files give them), where they are in the
     vocabulary: a model trained with its own tokenizer keeps GPT-2's 50256 in its config."""
-    ids = [] if model.tokenizer is None else [model.tokenizer.special_tokens.get("<|endoftext|>")]
+    ids = [] if model.tokenizer is None else [model.tokenizer.special_tokens.get(ENDOFTEXT)]
     eos = model.config.eos_token_id
     ids += [eos] if isinstance(eos, int) else list(eos or ())
     vocab = model.config.vocab_size

@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
+from ..tokenizer import ENDOFTEXT
 from .common import prepare_output
 
 
@@ -102,8 +103,8 @@ def add_train_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tokenizer", default="gpt2", help="gpt2 (default) or a tokenizer folder")
     p.add_argument(
         "--separator",
-        default="<|endoftext|>",
-        help=r"text between documents (default: <|endoftext|>; '\n\n' for blank lines)",
+        default=ENDOFTEXT,
+        help=rf"text between documents (default: {ENDOFTEXT}; '\n\n' for blank lines)",
     )
     p.add_argument("--val-fraction", type=float, default=0.05, help="share of documents held out")
     p.add_argument("--train-only", nargs="*", default=(), help="extra files used for training only")
